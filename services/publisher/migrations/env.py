@@ -1,0 +1,5 @@
+"""Alembic environment of the publisher service."""
+
+from shared.migrations_env import run_migrations
+
+run_migrations()

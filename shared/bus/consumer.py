@@ -1,0 +1,346 @@
+"""Exactly-once consumption: apply a batch, store its offsets and write outbox rows in ONE transaction.
+
+Offsets live in the service's own database, so on start and on every rebalance the consumer seeks to
+them; Kafka's committed offsets are only advisory (for lag tools). Event ids already applied are
+skipped, records below the stored offset are skipped (an overlapping consumer during a rebalance),
+and a record that still fails after bounded retries goes to `<topic>.dlq` with the error in headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.bus.outbox import add_to_outbox
+from shared.bus.tables import BusTables
+from shared.db import upsert
+from shared.events import CloudEvent, EventData
+from shared.logging import get_logger
+from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
+from shared.topics import dlq_of
+
+log = get_logger(__name__)
+
+
+class PoisonMessage(Exception):
+    """A record that can never be applied (unparseable, unknown type, invalid data): no retry helps."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble: retry the batch forever rather than dead-letter good events."""
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, asyncio.TimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class Tx:
+    """What a handler gets: the open transaction and a way to emit events within it."""
+
+    conn: AsyncConnection
+    tables: BusTables
+    topic_prefix: str
+    emitted: list[str] = field(default_factory=list)
+
+    async def emit(self, base_topic: str, key: str, event: CloudEvent) -> None:
+        topic = f"{self.topic_prefix}{base_topic}"
+        await add_to_outbox(self.conn, self.tables, topic, key, event)
+        self.emitted.append(topic)
+
+
+Handler = Callable[[CloudEvent, EventData, Tx], Awaitable[None]]
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.runner.seek_to_stored(list(assigned))
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        service: str,
+        engine: AsyncEngine,
+        tables: BusTables,
+        *,
+        bootstrap: str,
+        topic_prefix: str,
+        topics: list[str],
+        handlers: dict[str, Handler],
+        batch_size: int = 500,
+        max_retries: int = 3,
+        after_commit: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.group_id = service
+        self.engine = engine
+        self.tables = tables
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.topics = [f"{topic_prefix}{t}" for t in topics]
+        self.handlers = handlers
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.after_commit = after_commit
+        self.consumer: AIOKafkaConsumer | None = None
+        self.kafka_ok = False
+        self._stopping = False
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._ensure_consumer()
+                assert self.consumer is not None
+                batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                self.kafka_ok = True
+                for tp, records in batch.items():
+                    await self._process_partition_batch(tp, records)
+                await self._update_lag()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.kafka_ok = False
+                failures += 1
+                delay = min(10.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
+                log.warning("consumer batch failed; will seek back and retry", error=repr(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                await self._rewind()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand and stop."""
+        self._stopping = True
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            consumer, self.consumer = self.consumer, None
+            await consumer.stop()
+
+    async def _ensure_consumer(self) -> None:
+        if self.consumer is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+        self.consumer = consumer
+
+    async def stored_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        offsets = self.tables.consumer_offsets
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(offsets.c.topic, offsets.c.partition, offsets.c.next_offset).where(
+                        offsets.c.group_id == self.group_id, offsets.c.topic.in_({tp.topic for tp in partitions})
+                    )
+                )
+            ).all()
+        stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    async def seek_to_stored(self, partitions: list[TopicPartition]) -> None:
+        if self.consumer is None or not partitions:
+            return
+        stored = await self.stored_offsets(partitions)
+        for tp in partitions:
+            if tp in stored:
+                self.consumer.seek(tp, stored[tp])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
+
+    async def _rewind(self) -> None:
+        """After a failed batch, go back to what the database says was applied."""
+        if self.consumer is None:
+            return
+        try:
+            await self.seek_to_stored(list(self.consumer.assignment()))
+        except Exception as exc:
+            log.warning("could not rewind to stored offsets", error=repr(exc))
+
+    async def _process_partition_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        try:
+            emitted = await self._apply_in_one_transaction(tp, records)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("batch failed; applying one record at a time", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            emitted = []
+            for record in records:
+                emitted += await self._apply_with_retries(tp, record)
+        await self._advisory_commit(tp, records[-1].offset + 1)
+        if emitted and self.after_commit:
+            self.after_commit(emitted)
+
+    async def _apply_in_one_transaction(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[str]:
+        async with self.engine.begin() as conn:
+            start = await self._stored_offset_for_update(conn, tp)
+            fresh = [r for r in records if start is None or r.offset >= start]
+            if not fresh:
+                return []
+            tx = Tx(conn, self.tables, self.topic_prefix)
+            seen = await self._already_processed(conn, fresh)
+            outcomes: list[str] = []
+            for record in fresh:
+                event = self._parse(record)
+                if event.id in seen:
+                    outcomes.append("duplicate")
+                    continue
+                seen.add(event.id)
+                await self._dispatch(event, tx)
+                await self._mark_processed(conn, event.id)
+                outcomes.append("applied")
+            await self._store_offset(conn, tp, fresh[-1].offset + 1)
+        for outcome in outcomes:
+            EVENTS_IN.labels(self.service, tp.topic, outcome).inc()
+        return tx.emitted
+
+    async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord) -> list[str]:
+        last_error: BaseException | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._apply_in_one_transaction(tp, [record])
+            except PoisonMessage as exc:
+                last_error = exc
+                break
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                last_error = exc
+                await asyncio.sleep(min(2.0, 0.05 * 2**attempt))
+        assert last_error is not None
+        await self._dead_letter(tp, record, last_error)
+        return [dlq_of(tp.topic)]
+
+    def _parse(self, record: ConsumerRecord) -> CloudEvent:
+        try:
+            return CloudEvent.from_bytes(record.value)
+        except (ValueError, ValidationError, TypeError) as exc:
+            raise PoisonMessage(f"not a CloudEvent: {exc}") from exc
+
+    async def _dispatch(self, event: CloudEvent, tx: Tx) -> None:
+        handler = self.handlers.get(event.type)
+        try:
+            data = event.parsed_data()
+        except (ValueError, ValidationError) as exc:
+            raise PoisonMessage(f"invalid {event.type} data: {exc}") from exc
+        if handler is not None:
+            await handler(event, data, tx)
+
+    async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, error: BaseException) -> None:
+        headers = {
+            "hailong-error": str(error)[:2000],
+            "hailong-error-type": type(error).__name__,
+            "hailong-original-topic": tp.topic,
+            "hailong-original-partition": str(tp.partition),
+            "hailong-original-offset": str(record.offset),
+            "hailong-failed-by": self.service,
+            "hailong-failed-at": datetime.now(timezone.utc).isoformat(),
+        }
+        for name, value in record.headers or ():
+            if name == "traceparent":
+                headers["traceparent"] = value.decode(errors="replace")
+        async with self.engine.begin() as conn:
+            await add_to_outbox(
+                conn,
+                self.tables,
+                dlq_of(tp.topic),
+                record.key.decode(errors="replace") if record.key else None,
+                record.value or b"",
+                headers=headers,
+            )
+            await self._store_offset(conn, tp, record.offset + 1)
+        DLQ_EVENTS.labels(self.service, tp.topic).inc()
+        EVENTS_IN.labels(self.service, tp.topic, "dead_lettered").inc()
+        log.error("record dead-lettered", topic=tp.topic, partition=tp.partition, offset=record.offset, error=str(error)[:500])
+
+    async def _stored_offset_for_update(self, conn: AsyncConnection, tp: TopicPartition) -> int | None:
+        offsets = self.tables.consumer_offsets
+        query = sa.select(offsets.c.next_offset).where(
+            offsets.c.group_id == self.group_id, offsets.c.topic == tp.topic, offsets.c.partition == tp.partition
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return await conn.scalar(query)
+
+    async def _store_offset(self, conn: AsyncConnection, tp: TopicPartition, next_offset: int) -> None:
+        await conn.execute(
+            upsert(
+                self.tables.consumer_offsets,
+                {
+                    "group_id": self.group_id,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "next_offset": next_offset,
+                    "updated_at": datetime.now(timezone.utc),
+                },
+                ["group_id", "topic", "partition"],
+                conn.dialect.name,
+            )
+        )
+
+    async def _already_processed(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> set[str]:
+        ids: list[str] = []
+        for record in records:
+            try:
+                ids.append(CloudEvent.from_bytes(record.value).id)
+            except (ValueError, ValidationError, TypeError):
+                continue  # the parse in the main loop reports it
+        if not ids:
+            return set()
+        processed = self.tables.processed_events
+        rows = await conn.execute(sa.select(processed.c.event_id).where(processed.c.event_id.in_(ids)))
+        return {row.event_id for row in rows}
+
+    async def _mark_processed(self, conn: AsyncConnection, event_id: str) -> None:
+        await conn.execute(
+            self.tables.processed_events.insert().values(event_id=event_id, processed_at=datetime.now(timezone.utc))
+        )
+
+    async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
+        if self.consumer is None:
+            return
+        try:
+            await self.consumer.commit({tp: next_offset})
+        except Exception as exc:  # the database holds the truth; a failed advisory commit is harmless
+            log.debug("advisory commit failed", error=repr(exc))
+
+    async def _update_lag(self) -> None:
+        if self.consumer is None:
+            return
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self.consumer.position(tp)
+            CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))

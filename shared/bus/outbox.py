@@ -1,0 +1,207 @@
+"""Transactional outbox: events are rows written with the state change, and a relay moves them to Kafka.
+
+Kafka being down only grows the outbox; a rating accepted by the database is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.bus.tables import BusTables
+from shared.events import CloudEvent, new_traceparent
+from shared.logging import get_logger
+from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
+
+log = get_logger(__name__)
+
+SENT_ROW_RETENTION = timedelta(hours=1)
+
+
+async def add_to_outbox(
+    conn: AsyncConnection,
+    tables: BusTables,
+    topic: str,
+    key: str | None,
+    event: CloudEvent | bytes,
+    *,
+    event_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Write one outgoing record inside the caller's transaction."""
+    if isinstance(event, CloudEvent):
+        value, event_id = event.to_bytes(), event.id
+    else:
+        value = event
+    all_headers = {"traceparent": new_traceparent(), **(headers or {})}
+    await conn.execute(
+        tables.outbox.insert().values(
+            event_id=event_id or "",
+            topic=topic,
+            key=key,
+            value=value,
+            headers=all_headers,
+            created_at=datetime.now(timezone.utc),
+        )
+    )
+
+
+def create_producer(bootstrap: str) -> AIOKafkaProducer:
+    # Idempotent with acks=all: a retried send neither duplicates nor reorders within a partition.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=15000,
+        max_batch_size=256 * 1024,
+    )
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order and marks them sent; wakes early when told new rows exist."""
+
+    def __init__(
+        self,
+        service: str,
+        engine: AsyncEngine,
+        tables: BusTables,
+        bootstrap: str,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.service = service
+        self.engine = engine
+        self.tables = tables
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.producer: AIOKafkaProducer | None = None
+        self.kafka_ok = False
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._last_prune = datetime.now(timezone.utc)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._ensure_producer()
+                sent = await self.relay_once()
+                self.kafka_ok = True
+                failures = 0
+                if sent >= self.batch_size:
+                    continue  # more is waiting: no pause
+                await self._prune_sent_rows()
+                await self._refresh_backlog_gauge()
+                await self._sleep(self.poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Kafka or database unavailable: back off, keep the rows.
+                self.kafka_ok = False
+                failures += 1
+                await self._drop_producer()
+                delay = min(10.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
+                log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=round(delay, 2))
+                await self._sleep(delay)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        await self._drop_producer()
+
+    async def _drop_producer(self) -> None:
+        # A fresh producer after a failure: its idempotence state starts clean once the broker is back.
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=5)
+            except Exception as exc:
+                log.debug("producer stop failed", error=repr(exc))
+
+    async def relay_once(self) -> int:
+        outbox = self.tables.outbox
+        async with self.engine.begin() as conn:
+            query = (
+                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+                .where(outbox.c.sent_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )
+            if conn.dialect.name == "postgresql":
+                # Several replicas may relay the same outbox; each row goes to one of them.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return 0
+            assert self.producer is not None
+            futures = [
+                await self.producer.send(
+                    row.topic,
+                    value=row.value,
+                    key=row.key.encode() if row.key else None,
+                    headers=[(k, str(v).encode()) for k, v in (row.headers or {}).items()],
+                )
+                for row in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
+            await conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(sent_at=datetime.now(timezone.utc))
+            )
+        for row in rows:
+            EVENTS_OUT.labels(self.service, row.topic).inc()
+        return len(rows)
+
+    async def _ensure_producer(self) -> None:
+        if self.producer is not None:
+            return
+        producer = create_producer(self.bootstrap)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def _prune_sent_rows(self) -> None:
+        now = datetime.now(timezone.utc)
+        if now - self._last_prune < timedelta(minutes=1):
+            return
+        self._last_prune = now
+        outbox = self.tables.outbox
+        async with self.engine.begin() as conn:
+            await conn.execute(outbox.delete().where(outbox.c.sent_at < now - SENT_ROW_RETENTION))
+
+    async def _refresh_backlog_gauge(self) -> None:
+        outbox = self.tables.outbox
+        async with self.engine.connect() as conn:
+            backlog = await conn.scalar(
+                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+            )
+        OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+
+    async def backlog(self) -> int:
+        outbox = self.tables.outbox
+        async with self.engine.connect() as conn:
+            return int(
+                await conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None)))
+                or 0
+            )

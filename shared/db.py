@@ -1,0 +1,98 @@
+"""Database engines and migrations: one schema (PostgreSQL) or one file (SQLite) per service."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine_for(url: str, schema: str) -> AsyncEngine:
+    """An engine whose connections see `schema` first, so each service's tables stay its own."""
+    if is_sqlite(url):
+        path = make_url(url).database
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            # WAL lets the API read while the consumer writes; busy_timeout waits instead of failing.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": schema, "application_name": f"hailong-{schema}"}},
+    )
+
+
+async def ensure_schema(url: str, schema: str) -> None:
+    if is_sqlite(url):
+        return
+    bootstrap = create_async_engine(url)
+    try:
+        async with bootstrap.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        await bootstrap.dispose()
+
+
+def _alembic_config(service: str, connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine, service: str) -> None:
+    """Bring the service's schema to the newest revision; safe to run on every start."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync_conn: command.upgrade(_alembic_config(service, sync_conn), "head"))
+
+
+async def prepare_database(url: str, service: str) -> AsyncEngine:
+    """Create the schema if needed, migrate it, and return the service's engine."""
+    await ensure_schema(url, service)
+    engine = create_engine_for(url, service)
+    await migrate(engine, service)
+    return engine
+
+
+def run_sync(coro):  # type: ignore[no-untyped-def]
+    """Run a coroutine from synchronous code (CLI commands)."""
+    return asyncio.run(coro)
+
+
+def upsert(table, values: dict, keys: list[str], dialect_name: str, update: list[str] | None = None):  # type: ignore[no-untyped-def]
+    """INSERT … ON CONFLICT (keys) DO UPDATE, for PostgreSQL and SQLite alike."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**values)
+    columns = update if update is not None else [c for c in values if c not in keys]
+    if not columns:
+        return statement.on_conflict_do_nothing(index_elements=keys)
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
+    )

@@ -1,0 +1,75 @@
+"""Configuration of every service: environment variables prefixed HAILONG_ (a `.env` file is read too)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("intake", "scoring", "workflow", "publisher")
+DEFAULT_PORTS = {"intake": 8001, "scoring": 8002, "workflow": 8003, "publisher": 8004}
+
+
+class MissingSecret(RuntimeError):
+    """Raised at start-up outside dev mode when a secret is left unset."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HAILONG_", env_file=".env", extra="ignore")
+
+    # Where state lives. Unset database URL: one SQLite file per service under data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "hailong."
+    kafka_partitions: int = Field(3, ge=1)
+
+    intake_port: int = DEFAULT_PORTS["intake"]
+    scoring_port: int = DEFAULT_PORTS["scoring"]
+    workflow_port: int = DEFAULT_PORTS["workflow"]
+    publisher_port: int = DEFAULT_PORTS["publisher"]
+
+    # Dev mode lets the services start with the generated secrets of `make run`.
+    dev_mode: bool = False
+    jwt_secret: str | None = None
+    respondent_hash_key: str | None = None
+
+    map_url: str | None = None
+    map_token: str | None = None
+    map_signing_secret: str | None = None
+    map_timeout_seconds: float = Field(5.0, gt=0)
+    map_max_backoff_seconds: float = Field(60.0, gt=0)
+
+    consumer_batch_size: int = Field(500, ge=1)
+    consumer_max_retries: int = Field(3, ge=0)
+    outbox_batch_size: int = Field(500, ge=1)
+    outbox_poll_seconds: float = Field(0.5, gt=0)
+
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON when stdout is not a terminal
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def topic(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+    def require_secrets(self, *names: str) -> None:
+        """Refuse to start in production with a secret left unset."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            env = ", ".join(f"HAILONG_{name.upper()}" for name in missing)
+            raise MissingSecret(f"set {env} (or HAILONG_DEV_MODE=true for local development)")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
