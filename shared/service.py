@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import DEV_JWT_SECRET, ApiKeyStore, Principal, split_api_key, verify_jwt
-from shared.bus.consumer import ConsumerRunner, Handler
+from shared.bus.consumer import BatchHook, ConsumerRunner, Handler
 from shared.bus.outbox import OutboxRelay
 from shared.bus.tables import BusTables
 from shared.db import prepare_database
@@ -44,6 +44,7 @@ class ServiceSpec:
     routers: list[APIRouter]
     subscriptions: list[str] = field(default_factory=list)
     handlers: dict[str, Handler] = field(default_factory=dict)
+    before_commit: BatchHook | None = None  # runs once per consumed batch, inside its transaction
     workers: list[BackgroundWorker] = field(default_factory=list)
     api_key_store: Callable[[Runtime], ApiKeyStore] | None = None
     required_secrets: tuple[str, ...] = ("jwt_secret",)
@@ -187,6 +188,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
                 topics=spec.subscriptions, handlers=spec.handlers,
                 batch_size=settings.consumer_batch_size, max_retries=settings.consumer_max_retries,
+                before_commit=spec.before_commit,
                 after_commit=lambda topics: _after_commit(runtime, topics),
             )
         if spec.api_key_store is not None:

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -52,6 +53,7 @@ class Tx:
     tables: BusTables
     topic_prefix: str
     emitted: list[str] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # per-batch scratch space for handlers
 
     async def emit(self, base_topic: str, key: str, event: CloudEvent) -> None:
         topic = f"{self.topic_prefix}{base_topic}"
@@ -60,6 +62,7 @@ class Tx:
 
 
 Handler = Callable[[CloudEvent, EventData, Tx], Awaitable[None]]
+BatchHook = Callable[[Tx], Awaitable[None]]
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -86,6 +89,7 @@ class ConsumerRunner:
         handlers: dict[str, Handler],
         batch_size: int = 500,
         max_retries: int = 3,
+        before_commit: BatchHook | None = None,
         after_commit: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.service = service
@@ -98,6 +102,7 @@ class ConsumerRunner:
         self.handlers = handlers
         self.batch_size = batch_size
         self.max_retries = max_retries
+        self.before_commit = before_commit
         self.after_commit = after_commit
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
@@ -199,7 +204,7 @@ class ConsumerRunner:
             for record in records:
                 emitted += await self._apply_with_retries(tp, record)
         await self._advisory_commit(tp, records[-1].offset + 1)
-        if emitted and self.after_commit:
+        if self.after_commit:
             self.after_commit(emitted)
 
     async def _apply_in_one_transaction(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[str]:
@@ -220,6 +225,8 @@ class ConsumerRunner:
                 await self._dispatch(event, tx)
                 await self._mark_processed(conn, event.id)
                 outcomes.append("applied")
+            if self.before_commit is not None:
+                await self.before_commit(tx)
             await self._store_offset(conn, tp, fresh[-1].offset + 1)
         for outcome in outcomes:
             EVENTS_IN.labels(self.service, tp.topic, outcome).inc()
