@@ -15,7 +15,7 @@ ROLES = (
     "admin", "portal", "kiosk", "unit_head", "officer", "inspector", "home_affairs", "operator", "peoples_committee",
 )
 API_KEY_PREFIX = "hl"
-DEV_JWT_SECRET = "hailong-dev-only-not-a-secret"
+DEV_JWT_SECRET = "hailong-dev-only-insecure-jwt-secret-do-not-deploy"
 JWT_ALGORITHM = "HS256"
 
 

@@ -223,3 +223,19 @@ async def remember_response(conn: AsyncConnection, principal: Principal, key: st
             response=response, created_at=_now(),
         )
     )
+
+
+async def load_units(conn: AsyncConnection, settings: Settings, units: list[tuple[str, UnitIn]]) -> int:
+    """Upsert many units, emitting an event only for those that are new or changed. Returns that count."""
+    existing = {row.code: row for row in (await conn.execute(sa.select(store.units))).all()}
+    changed = 0
+    for code, unit in units:
+        current = existing.get(code)
+        if current is not None and all(
+            getattr(current, field) == value
+            for field, value in unit.model_dump(exclude={"code"}, mode="json").items()
+        ):
+            continue
+        await upsert_unit(conn, settings, code, unit)
+        changed += 1
+    return changed

@@ -1,0 +1,36 @@
+# Hài Lòng — the two commands a new user types: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test test-unit bench install kafka-jars postgres-server clean
+
+run: install kafka-jars  ## start Kafka, the four services and reference data; Ctrl-C stops all
+	$(PY) -m deploy.dev
+
+test: install kafka-jars postgres-server  ## the whole suite against real Kafka, PostgreSQL and SQLite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install  ## pure domain tests only (seconds)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install kafka-jars  ## benchmarks; results in bench/results and docs/benchmarks.md
+	$(PY) -m bench
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+kafka-jars: install  ## Apache Kafka broker jars from Maven Central, cached after the first run
+	$(PY) -m deploy.kafka fetch
+
+postgres-server:  ## PostgreSQL server binaries from Debian if the machine lacks them
+	bash deploy/postgres/ensure-server.sh
+
+clean:  ## remove local state (databases, broker data); keeps the jar cache and the virtualenv
+	rm -rf var

@@ -1,0 +1,112 @@
+"""The `hailong` command: API keys, tokens, reference data and dev credentials for operators."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.auth import DEV_JWT_SECRET, ROLES, issue_jwt
+from shared.db import prepare_database, run_sync
+from shared.settings import get_settings
+
+app = typer.Typer(help="Hài Lòng operations.", no_args_is_help=True)
+keys = typer.Typer(help="API keys of machine clients (kiosks, the portal).", no_args_is_help=True)
+units = typer.Typer(help="The unit registry.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+app.add_typer(units, name="units")
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise typer.BadParameter(f"one of {', '.join(ROLES)}")
+    return role
+
+
+async def _create_key(role: str, name: str, unit: str | None) -> str:
+    from services.intake.keys import create_api_key
+
+    settings = get_settings()
+    engine = await prepare_database(settings.database_url_for("intake"), "intake")
+    try:
+        async with engine.begin() as conn:
+            return (await create_api_key(conn, role, name, unit)).token
+    finally:
+        await engine.dispose()
+
+
+@keys.command("create")
+def keys_create(
+    role: Annotated[str, typer.Argument(callback=_check_role, help="kiosk | portal | admin | …")],
+    name: Annotated[str, typer.Option(help="who holds the key, for the audit trail")] = "unnamed",
+    unit: Annotated[str | None, typer.Option(help="unit subtree the key may act for")] = None,
+) -> None:
+    """Issue an API key; only its hash is stored, so copy it now."""
+    typer.echo(run_sync(_create_key(role, name, unit)))
+
+
+@app.command("token")
+def token(
+    role: Annotated[str, typer.Argument(callback=_check_role)],
+    subject: Annotated[str, typer.Option(help="the person's identifier")] = "operator",
+    unit: Annotated[str | None, typer.Option(help="unit scope claim")] = None,
+    days: Annotated[int, typer.Option(min=1, max=365)] = 30,
+) -> None:
+    """Sign a JWT for a person (role and unit_scope claims) with HAILONG_JWT_SECRET."""
+    settings = get_settings()
+    if not settings.jwt_secret and not settings.dev_mode:
+        raise typer.BadParameter("set HAILONG_JWT_SECRET (or HAILONG_DEV_MODE=true)")
+    typer.echo(issue_jwt(settings.jwt_secret or DEV_JWT_SECRET, subject, role, unit, timedelta(days=days)))
+
+
+async def _load_reference(csv_path: Path | None) -> tuple[int, int]:
+    from services.intake.handlers import load_units
+    from services.intake.reference import DEMO_CSV, administrative_units, csv_units
+
+    settings = get_settings()
+    rows = list(administrative_units()) + list(csv_units(csv_path or DEMO_CSV))
+    engine = await prepare_database(settings.database_url_for("intake"), "intake")
+    try:
+        async with engine.begin() as conn:
+            return len(rows), await load_units(conn, settings, rows)
+    finally:
+        await engine.dispose()
+
+
+@units.command("load-reference")
+def load_reference(
+    csv_path: Annotated[Path | None, typer.Option("--csv", exists=True, dir_okay=False, help="departments and centres")] = None,
+) -> None:
+    """Load provinces and wards (vietnam-provinces) and the operator's CSV into the registry."""
+    total, changed = run_sync(_load_reference(csv_path))
+    typer.echo(f"{total} reference units, {changed} new or changed (published on units.v1)")
+
+
+@app.command("dev-credentials")
+def dev_credentials(
+    out: Annotated[Path, typer.Option(help="where to write them")] = Path("var/dev-credentials.json"),
+    kiosk_unit: str = "79.TTPVHCC",
+) -> None:
+    """Write the credentials a new user needs to try the API (dev mode only)."""
+    settings = get_settings()
+    if not settings.dev_mode:
+        raise typer.BadParameter("dev credentials are for HAILONG_DEV_MODE=true only")
+    secret = settings.jwt_secret or DEV_JWT_SECRET
+    credentials = {
+        "admin": issue_jwt(secret, "dev-admin", "admin"),
+        "portal": run_sync(_create_key("portal", "dev portal", None)),
+        "kiosk": {"key": run_sync(_create_key("kiosk", f"dev kiosk {kiosk_unit}", kiosk_unit)), "unit_code": kiosk_unit},
+        "unit_head": {"token": issue_jwt(secret, "dev-unit-head", "unit_head", kiosk_unit), "unit_code": kiosk_unit},
+        "operator": issue_jwt(secret, "dev-operator", "operator"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(credentials, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out.chmod(0o600)
+    typer.echo(str(out))
+
+
+if __name__ == "__main__":
+    app()
