@@ -7,11 +7,34 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC and read back aware, on SQLite (which keeps no offset) as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: every time in Hài Lòng carries its offset")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def is_sqlite(url: str) -> bool:

@@ -73,7 +73,7 @@ async def record_dossier(conn: AsyncConnection, settings: Settings, dossier: Dos
     """
     fields = dossier.model_dump()
     previous = (await conn.execute(sa.select(store.dossiers).where(store.dossiers.c.dossier_code == dossier.dossier_code))).first()
-    if previous is not None and all(_same(getattr(previous, k), v) for k, v in fields.items()):
+    if previous is not None and all(getattr(previous, k) == v for k, v in fields.items()):
         return previous.revision, 0  # an identical re-send changes nothing
     revision = 1 if previous is None else previous.revision + 1
     await conn.execute(
@@ -87,12 +87,6 @@ async def record_dossier(conn: AsyncConnection, settings: Settings, dossier: Dos
     return revision, released
 
 
-def _same(stored: Any, given: Any) -> bool:
-    if isinstance(stored, datetime) and isinstance(given, datetime):
-        if stored.tzinfo is None:  # SQLite returns naive UTC
-            stored = stored.replace(tzinfo=timezone.utc)
-        return stored == given
-    return stored == given
 
 
 async def _release_pending_ratings(conn: AsyncConnection, settings: Settings, dossier: DossierIn, traceparent: str | None) -> int:
@@ -105,7 +99,7 @@ async def _release_pending_ratings(conn: AsyncConnection, settings: Settings, do
     ).all()
     released = 0
     for rating in pending:
-        submitted_at = _aware(rating.submitted_at)
+        submitted_at = rating.submitted_at
         status = ACCEPTED if submitted_at >= dossier.completed_at else "rejected_before_completion"
         await conn.execute(store.ratings.update().where(store.ratings.c.rating_id == rating.rating_id).values(status=status))
         if status == ACCEPTED:
@@ -113,9 +107,6 @@ async def _release_pending_ratings(conn: AsyncConnection, settings: Settings, do
             released += 1
     return released
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 async def _emit_rating(conn: AsyncConnection, settings: Settings, rating: Any, dossier: DossierIn | Any, traceparent: str | None) -> None:
@@ -125,8 +116,8 @@ async def _emit_rating(conn: AsyncConnection, settings: Settings, rating: Any, d
         unit_code=dossier.unit_code,
         officer_ids=list(dossier.officer_ids or []),
         channel=rating["channel"],
-        submitted_at=_aware(rating["submitted_at"]),
-        dossier_completed_at=_aware(dossier.completed_at),
+        submitted_at=rating["submitted_at"],
+        dossier_completed_at=dossier.completed_at,
         overall=rating["overall"],
         attitude=rating["attitude"],
         criteria=rating["criteria"],
@@ -148,7 +139,7 @@ async def record_rating(
     if dossier is not None:
         await _check_scope(conn, principal, dossier.unit_code)
     try:
-        status = rating_status(_aware(dossier.completed_at) if dossier else None, rating.submitted_at)
+        status = rating_status(dossier.completed_at if dossier else None, rating.submitted_at)
     except RatingRejected as exc:
         raise Problem(422, "Rating contradicts its dossier", str(exc), errors=[{"field": f"body.{exc.field}", "message": str(exc)}]) from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shared.bus.tables import define_bus_tables
+from shared.db import UtcDateTime
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -21,7 +22,7 @@ units = sa.Table(
     sa.Column("valid_from", sa.String(10), nullable=True),
     sa.Column("valid_to", sa.String(10), nullable=True),
     sa.Column("successor_code", sa.String(64), nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 dossiers = sa.Table(
@@ -32,14 +33,14 @@ dossiers = sa.Table(
     sa.Column("procedure_code", sa.String(64), nullable=False),
     sa.Column("procedure_name", sa.String(500), nullable=True),
     sa.Column("channel", sa.String(16), nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=False),
     sa.Column("supplement_requests", sa.Integer, nullable=False),
     sa.Column("officer_ids", sa.JSON, nullable=False),
     sa.Column("result", sa.String(16), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 ratings = sa.Table(
@@ -49,7 +50,7 @@ ratings = sa.Table(
     sa.Column("dossier_code", sa.String(64), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("device_id", sa.String(128), nullable=True),
-    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("submitted_at", UtcDateTime, nullable=False),
     sa.Column("overall", sa.String(32), nullable=False),
     sa.Column("attitude", sa.String(16), nullable=True),
     sa.Column("criteria", sa.JSON, nullable=True),
@@ -58,7 +59,7 @@ ratings = sa.Table(
     sa.Column("respondent_hash", sa.String(64), nullable=True),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("received_from", sa.String(128), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     # One counted rating per dossier and channel (the contract's 409 rule).
     sa.UniqueConstraint("dossier_code", "channel", name="uq_ratings_dossier_channel"),
 )
@@ -71,8 +72,8 @@ api_keys = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("unit_scope", sa.String(64), nullable=True),
     sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
 )
 
 idempotency_keys = sa.Table(
@@ -83,5 +84,5 @@ idempotency_keys = sa.Table(
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("response", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )

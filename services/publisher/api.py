@@ -18,17 +18,15 @@ router = APIRouter(tags=["deliveries"])
 Operator = Annotated[Principal, Depends(require("admin", "operator"))]
 
 
-def _aware(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _delivery(row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "target": row.target, "unit_code": row.unit_code, "period": row.period, "profile": row.profile,
         "version": row.version, "status": row.status, "attempts": row.attempts, "delivered_version": row.delivered_version,
-        "next_attempt_at": _aware(row.next_attempt_at), "last_error": row.last_error, "updated_at": _aware(row.updated_at),
+        "next_attempt_at": _iso(row.next_attempt_at), "last_error": row.last_error, "updated_at": _iso(row.updated_at),
     }
 
 

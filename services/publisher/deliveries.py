@@ -84,8 +84,6 @@ async def _seconds_until_next(runtime: Runtime) -> float:
         earliest = await conn.scalar(sa.select(sa.func.min(table.c.next_attempt_at)).where(table.c.status.in_(DUE_STATUSES)))
     if earliest is None:
         return 5.0
-    if earliest.tzinfo is None:
-        earliest = earliest.replace(tzinfo=timezone.utc)
     return min(5.0, max(0.01, (earliest - datetime.now(timezone.utc)).total_seconds()))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shared.bus.tables import define_bus_tables
+from shared.db import UtcDateTime
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -33,10 +34,10 @@ deliveries = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
     sa.Column("delivered_version", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("target", "unit_code", "period", "profile", name="uq_deliveries_subject"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
@@ -47,7 +48,7 @@ delivery_attempts = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("delivery_id", sa.BigInteger, nullable=False, index=True),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("error", sa.Text, nullable=True),

@@ -21,9 +21,6 @@ SOURCE = "/hailong/scoring"
 DELTAS = "deltas"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
 
 def _bump(tx: Tx, unit_code: str, completed_at: datetime, ratings: int, satisfied: int, dossiers: int) -> None:
     deltas: dict[tuple[str, str], list[int]] = tx.state.setdefault(DELTAS, {})
@@ -46,12 +43,12 @@ async def on_rating_accepted(event: events.CloudEvent, rating: events.RatingAcce
     if previous is not None:
         unchanged = (
             previous.unit_code == rating.unit_code
-            and _aware(previous.completed_at) == rating.dossier_completed_at
+            and previous.completed_at == rating.dossier_completed_at
             and previous.satisfied == satisfied
         )
         if unchanged:
             return
-        _bump(tx, previous.unit_code, _aware(previous.completed_at), -1, -int(previous.satisfied), 0)
+        _bump(tx, previous.unit_code, previous.completed_at, -1, -int(previous.satisfied), 0)
         await tx.conn.execute(table.delete().where(table.c.rating_id == rating.rating_id))
     await tx.conn.execute(
         table.insert().values(
@@ -68,13 +65,13 @@ async def on_dossier_completed(event: events.CloudEvent, dossier: events.Dossier
     if previous is not None and previous.revision >= dossier.revision:
         return  # a stale or repeated revision
     if previous is not None:
-        _bump(tx, previous.unit_code, _aware(previous.completed_at), 0, 0, -1)
+        _bump(tx, previous.unit_code, previous.completed_at, 0, 0, -1)
         await tx.conn.execute(
             table.update().where(table.c.dossier_code == dossier.dossier_code).values(
                 unit_code=dossier.unit_code, completed_at=dossier.completed_at, revision=dossier.revision
             )
         )
-        moved = previous.unit_code != dossier.unit_code or _aware(previous.completed_at) != dossier.completed_at
+        moved = previous.unit_code != dossier.unit_code or previous.completed_at != dossier.completed_at
         if moved:
             await _move_ratings(tx, dossier)
     else:
@@ -92,7 +89,7 @@ async def _move_ratings(tx: Tx, dossier: events.DossierCompleted) -> None:
     table = store.rating_contributions
     rows = (await tx.conn.execute(sa.select(table).where(table.c.dossier_code == dossier.dossier_code))).all()
     for row in rows:
-        _bump(tx, row.unit_code, _aware(row.completed_at), -1, -int(row.satisfied), 0)
+        _bump(tx, row.unit_code, row.completed_at, -1, -int(row.satisfied), 0)
         _bump(tx, dossier.unit_code, dossier.completed_at, 1, int(row.satisfied), 0)
     await tx.conn.execute(
         table.update().where(table.c.dossier_code == dossier.dossier_code).values(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shared.bus.tables import define_bus_tables
+from shared.db import UtcDateTime
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -25,7 +26,7 @@ rating_contributions = sa.Table(
     sa.Column("rating_id", sa.String(36), primary_key=True),
     sa.Column("unit_code", sa.String(64), nullable=False),
     sa.Column("dossier_code", sa.String(64), nullable=False),
-    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=False),
     sa.Column("satisfied", sa.Boolean, nullable=False),
 )
 
@@ -34,7 +35,7 @@ dossier_contributions = sa.Table(
     metadata,
     sa.Column("dossier_code", sa.String(64), primary_key=True),
     sa.Column("unit_code", sa.String(64), nullable=False),
-    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
 )
 
@@ -50,6 +51,6 @@ aggregates = sa.Table(
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("band", sa.String(32), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_aggregates_ranking", "profile", "period", "score"),
 )

@@ -21,16 +21,13 @@ TicketReader = Annotated[
 UNIT_CODE = r"^[A-Za-z0-9._-]{1,64}$"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
 
 def _ticket(row: Any, now: datetime) -> dict[str, Any]:
-    due_at = _aware(row.due_at)
+    due_at = row.due_at
     return {
         "id": row.id, "unit_code": row.unit_code, "category": row.category, "source": row.source,
         "severity": row.severity, "status": row.status, "period": row.period,
-        "opened_at": _aware(row.opened_at).isoformat(), "due_at": due_at.isoformat(),
+        "opened_at": row.opened_at.isoformat(), "due_at": due_at.isoformat(),
         "breached": row.status in OPEN_STATUSES and now > due_at,
     }
 
@@ -92,7 +89,7 @@ async def get_ticket(runtime: RuntimeDep, principal: TicketReader, ticket_id: An
         **_ticket(row, datetime.now(timezone.utc)),
         "rating_ids": list(rating_ids),
         "history": [
-            {"at": _aware(h.at).isoformat(), "actor": h.actor, "action": h.action, "from_status": h.from_status,
+            {"at": h.at.isoformat(), "actor": h.actor, "action": h.action, "from_status": h.from_status,
              "to_status": h.to_status, "note": h.note}
             for h in history
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shared.bus.tables import define_bus_tables
+from shared.db import UtcDateTime
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -19,8 +20,8 @@ tickets = sa.Table(
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("period", sa.String(8), nullable=False),
-    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
     sa.Index("ix_tickets_open", "unit_code", "category", "period", "status"),
 )
 
@@ -39,7 +40,7 @@ ticket_history = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("ticket_id", sa.String(36), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("from_status", sa.String(32), nullable=True),

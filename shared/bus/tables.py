@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from shared.db import UtcDateTime
+
 
 @dataclass(frozen=True)
 class BusTables:
@@ -24,8 +26,8 @@ def define_bus_tables(metadata: sa.MetaData) -> BusTables:
         sa.Column("key", sa.String(255), nullable=True),
         sa.Column("value", sa.LargeBinary, nullable=False),
         sa.Column("headers", sa.JSON, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("sent_at", UtcDateTime, nullable=True),
         sa.Index("ix_outbox_unsent", "sent_at", "id"),
     )
     consumer_offsets = sa.Table(
@@ -35,13 +37,13 @@ def define_bus_tables(metadata: sa.MetaData) -> BusTables:
         sa.Column("topic", sa.String(255), primary_key=True),
         sa.Column("partition", sa.Integer, primary_key=True),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
     )
     processed_events = sa.Table(
         "processed_events",
         metadata,
         sa.Column("event_id", sa.String(64), primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", UtcDateTime, nullable=False),
     )
     return BusTables(outbox, consumer_offsets, processed_events)
 
