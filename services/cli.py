@@ -108,5 +108,14 @@ def dev_credentials(
     typer.echo(str(out))
 
 
+@app.command("asyncapi")
+def asyncapi(out: Annotated[Path, typer.Option(help="where to write the document")] = Path("docs/asyncapi.json")) -> None:
+    """Regenerate the AsyncAPI document of the events from their schemas."""
+    from shared.asyncapi import asyncapi_document
+
+    out.write_text(json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(str(out))
+
+
 if __name__ == "__main__":
     app()

@@ -192,3 +192,15 @@ def new_traceparent(parent: str | None = None) -> str:
         if len(parts) == 4 and len(parts[1]) == 32:
             trace_id = parts[1]
     return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+# Which topic (without prefix) carries which event types: the catalogue of docs/asyncapi.json.
+EVENTS_BY_TOPIC: dict[str, tuple[str, ...]] = {
+    "units.v1": (UNIT_UPSERTED,),
+    "dossiers.v1": (DOSSIER_COMPLETED,),
+    "ratings.v1": (RATING_ACCEPTED,),
+    "assessments.v1": (ASSESSMENT_RECORDED,),
+    "scores.v1": (SCORE_CHANGED,),
+    "tickets.v1": (TICKET_OPENED, TICKET_UPDATED),
+    "publications.v1": (PUBLICATION_DELIVERED,),
+}
