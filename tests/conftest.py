@@ -23,10 +23,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["KafkaBro
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["ThrowawayPostgres"]:  # noqa: F821
+def postgres_server() -> Iterator["ThrowawayPostgres"]:  # noqa: F821
     from deploy.postgres.runner import ThrowawayPostgres
 
-    server = ThrowawayPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Its own temporary folder: the server runs as the postgres user, who cannot enter pytest's root-only tmp.
+    server = ThrowawayPostgres()
     server.start()
     yield server
     server.stop()
