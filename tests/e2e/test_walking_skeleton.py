@@ -58,8 +58,9 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
 
         # Scoring: November 2026 in Việt Nam, one rating, none satisfied.
         card = wait_until(
-            lambda: (r := scoring.get("/v1/units/79.SNV/scores", period="2026-11")).status_code == 200 and r.json(),
-            what="the unit's score",
+            lambda: (r := scoring.get("/v1/units/79.SNV/scores", period="2026-11")).status_code == 200
+            and r.json()["ratings"] >= 1 and r.json(),
+            what="the unit's score to count the rating",
         )
         assert (card["ratings"], card["components"]["satisfied"], card["dossiers"]) == (1, 0, 1)
         assert card["unit_name"] == "Sở Nội vụ Thành phố Hồ Chí Minh"
