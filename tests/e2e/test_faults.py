@@ -37,7 +37,10 @@ def _setup_registry(intake: ServiceProcess, env: dict[str, str]) -> str:
 
 
 def _november_card(scoring: ServiceProcess) -> dict | None:
-    response = scoring.get("/v1/units/79.SNV/scores", period="2026-11")
+    try:
+        response = scoring.get("/v1/units/79.SNV/scores", period="2026-11")
+    except httpx.TransportError:
+        return None  # still starting
     return response.json() if response.status_code == 200 else None
 
 
@@ -65,10 +68,10 @@ def test_broker_down_intake_keeps_accepting_and_everything_arrives_once_it_is_ba
 
         broker.start_and_wait(timeout=120)
         card = wait_until(
-            lambda: (c := _november_card(scoring)) and c["ratings"] == 30 and c,
-            timeout=90, what="all 30 ratings counted after the broker came back",
+            lambda: (c := _november_card(scoring)) and c["ratings"] >= 30 and c["dossiers"] >= 30 and c,
+            timeout=90, what="all 30 dossiers and ratings counted after the broker came back",
         )
-        assert card["dossiers"] == 30 and card["components"]["satisfied"] == 30
+        assert (card["ratings"], card["dossiers"], card["components"]["satisfied"]) == (30, 30, 30)
         published = {e["data"]["rating_id"] for e in cloud_events(read_topic(broker.bootstrap, "f.ratings.v1", 30))}
         assert published == set(before + during)
     finally:
