@@ -5,7 +5,6 @@ One terminal, coloured prefixed logs; Ctrl-C stops the services and the broker c
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import signal
@@ -18,13 +17,13 @@ from pathlib import Path
 import httpx
 
 from deploy.kafka.runner import KafkaBroker
+from deploy.process import die_with_parent
 from shared.settings import SERVICES, Settings
 from shared.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"kafka": "35", "intake": "36", "scoring": "33", "workflow": "32", "publisher": "34", "dev": "1"}
 DEV_SECRETS = ("HAILONG_JWT_SECRET", "HAILONG_RESPONDENT_HASH_KEY", "HAILONG_MAP_SIGNING_SECRET")
-PR_SET_PDEATHSIG = 1
 
 
 def say(source: str, line: str) -> None:
@@ -54,18 +53,12 @@ def dev_environment(data_dir: Path) -> dict[str, str]:
     return {**os.environ, **values, "HAILONG_DEV_MODE": "true", "HAILONG_DATA_DIR": str(data_dir)}
 
 
-def _die_with_parent() -> None:
-    # Linux: the service gets SIGTERM if the launcher itself is killed, so nothing is orphaned.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def start_service(name: str, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", f"services.{name}.app:app", "--host", "127.0.0.1", "--port", str(port),
          "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env={**env, "HAILONG_LOG_JSON": "false"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1, preexec_fn=_die_with_parent, start_new_session=True,
+        cwd=ROOT, env={**env, "HAILONG_LOG_JSON": "false" if sys.stdout.isatty() else "true"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, bufsize=1, preexec_fn=die_with_parent, start_new_session=True,
     )
     assert process.stdout is not None
     stream = process.stdout
@@ -73,11 +66,11 @@ def start_service(name: str, port: int, env: dict[str, str]) -> subprocess.Popen
     return process
 
 
-def wait_ready(urls: dict[str, str], timeout: float = 90.0) -> list[str]:
+def wait_ready(urls: dict[str, str], interrupted: threading.Event, timeout: float = 90.0) -> list[str]:
     """Names of the services not ready within `timeout`."""
     deadline = time.monotonic() + timeout
     pending = dict(urls)
-    while pending and time.monotonic() < deadline:
+    while pending and time.monotonic() < deadline and not interrupted.is_set():
         for name, url in list(pending.items()):
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
@@ -113,7 +106,8 @@ def main() -> int:
     broker: KafkaBroker | None = None
     processes: dict[str, subprocess.Popen[str]] = {}
     interrupted = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: interrupted.set())
     try:
         if settings.kafka_bootstrap == "127.0.0.1:9092" or os.environ.get("HAILONG_START_KAFKA") == "true":
             port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
@@ -130,7 +124,8 @@ def main() -> int:
         else:
             say("kafka", f"using the Kafka cluster at {settings.kafka_bootstrap}")
         hailong = [sys.executable, "-m", "services.cli"]
-        subprocess.run([*hailong, "units", "load-reference"], check=True, env=env, cwd=ROOT)
+        loaded = subprocess.run([*hailong, "units", "load-reference"], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+        say("dev", loaded.stdout.strip())
         credentials = data_dir / "dev-credentials.json"
         if not credentials.exists():
             subprocess.run([*hailong, "dev-credentials", "--out", str(credentials)], check=True, env=env, cwd=ROOT,
@@ -138,14 +133,15 @@ def main() -> int:
         urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in SERVICES}
         for name in SERVICES:
             processes[name] = start_service(name, settings.port_of(name), env)
-        not_ready = wait_ready(urls)
+        not_ready = wait_ready(urls, interrupted)
+        if interrupted.is_set():
+            return 0
         if not_ready:
             say("dev", f"not ready: {', '.join(not_ready)} (see their logs above)")
             return 1
         say("dev", "Hài Lòng is running:")
         for name, url in urls.items():
             say("dev", f"  {name:<9} {url}   (API docs {url}/docs)")
-        say("dev", f"  public page  {urls['publisher']}/")
         say("dev", f"  credentials  {credentials}")
         say("dev", "Ctrl-C stops everything.")
         while not interrupted.is_set():
@@ -154,8 +150,6 @@ def main() -> int:
                     say("dev", f"{name} exited with code {process.returncode}; stopping")
                     return 1
             interrupted.wait(1)
-        return 0
-    except KeyboardInterrupt:
         return 0
     finally:
         say("dev", "stopping")

@@ -16,7 +16,7 @@ from tests.support.infra import Backend
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["KafkaBroker"]:  # noqa: F821
     from deploy.kafka.runner import KafkaBroker, free_port
 
-    broker = KafkaBroker(free_port(), tmp_path_factory.mktemp("kafka"), num_partitions=3)
+    broker = KafkaBroker(free_port(), tmp_path_factory.mktemp("kafka"), num_partitions=3, die_with_parent=True)
     broker.start_and_wait(timeout=120)
     yield broker
     broker.stop()

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from deploy.process import die_with_parent
 from shared.topics import TopicSpec
 
 KAFKA_VERSION = "3.9.1"
@@ -138,8 +139,11 @@ class KafkaBroker:
         cache_dir: Path | None = None,
         heap: str = "512m",
         num_partitions: int = 3,
+        die_with_parent: bool = False,
     ) -> None:
         self.port = port
+        # Test brokers die with the test process; the dev broker is stopped deliberately instead.
+        self.die_with_parent = die_with_parent
         # Chosen once so that restarting this object reuses the same controller endpoint.
         self.controller_port = controller_port if controller_port is not None else free_port()
         self.data_dir = Path(data_dir).resolve()
@@ -207,6 +211,7 @@ class KafkaBroker:
                 # Own session and process group: a Ctrl-C in the launching terminal must not reach
                 # the broker, which is stopped deliberately (SIGTERM, controlled shutdown).
                 start_new_session=True,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         self.pid_path.write_text(f"{self._proc.pid}\n")
 

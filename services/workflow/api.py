@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from services.workflow import store
 from services.workflow.handlers import OPEN_STATUSES
 from shared.auth import Principal
+from shared.periods import local_time
 from shared.problems import Problem
 from shared.service import RuntimeDep, require
 
@@ -24,10 +25,11 @@ UNIT_CODE = r"^[A-Za-z0-9._-]{1,64}$"
 
 def _ticket(row: Any, now: datetime) -> dict[str, Any]:
     due_at = row.due_at
+    # Deadlines are Vietnamese working days: shown in Việt Nam's time, where they end at 23:59:59.
     return {
         "id": row.id, "unit_code": row.unit_code, "category": row.category, "source": row.source,
         "severity": row.severity, "status": row.status, "period": row.period,
-        "opened_at": row.opened_at.isoformat(), "due_at": due_at.isoformat(),
+        "opened_at": row.opened_at.isoformat(), "due_at": local_time(due_at).isoformat(),
         "breached": row.status in OPEN_STATUSES and now > due_at,
     }
 

@@ -50,7 +50,7 @@ def test_broker_down_intake_keeps_accepting_and_everything_arrives_once_it_is_ba
     from deploy.kafka.runner import KafkaBroker, free_port
     from shared.topics import topic_specs
 
-    broker = KafkaBroker(free_port(), tmp_path / "kafka", num_partitions=3)
+    broker = KafkaBroker(free_port(), tmp_path / "kafka", num_partitions=3, die_with_parent=True)
     broker.start_and_wait(timeout=120)
     broker.create_topics_sync(topic_specs("f.", 3))
     env = service_env(backend, broker.bootstrap, "f.")

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from deploy.process import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 HASH_KEY = "test-respondent-hash-key"
@@ -79,7 +81,7 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"services.{self.name}.app:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--no-access-log"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         log.close()
         if wait:
