@@ -234,7 +234,10 @@ async def _shutdown(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
         await runtime.consumer.close()
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a task that ignores its cancellation must not keep the process from exiting.
+    _, stuck = await asyncio.wait(tasks, timeout=10)
+    if stuck:
+        log.warning("background tasks did not stop in time", tasks=[task.get_name() for task in stuck])
     await runtime.relay.stop()
     await runtime.engine.dispose()
     log.info("service stopped")

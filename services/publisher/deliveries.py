@@ -17,6 +17,7 @@ from services.publisher import store
 from services.publisher.domain.delivery import DEAD, DELIVERED, Backoff, next_delay, outcome_of, retry_after_seconds, signature
 from services.publisher.handlers import MAP_TARGET
 from shared import events, topics
+from shared.aio import wait_event
 from shared.bus.outbox import add_to_outbox
 from shared.logging import get_logger
 from shared.service import Runtime
@@ -55,10 +56,7 @@ async def deliver_to_map(runtime: Runtime) -> None:
             except Exception as exc:  # database trouble: keep the loop alive
                 log.warning("delivery loop failed; will retry", error=repr(exc))
                 wait = 2.0
-            try:
-                await asyncio.wait_for(wakeup.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(wakeup, wait)
             wakeup.clear()
 
 

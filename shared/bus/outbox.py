@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.aio import wait_event
 from shared.bus.tables import BusTables
 from shared.events import CloudEvent, new_traceparent
 from shared.logging import get_logger
@@ -48,6 +49,23 @@ async def add_to_outbox(
             headers=all_headers,
             created_at=datetime.now(timezone.utc),
         )
+    )
+
+
+async def add_many_to_outbox(
+    conn: AsyncConnection, tables: BusTables, records: list[tuple[str, str | None, CloudEvent]]
+) -> None:
+    """Write many (topic, key, event) records in one statement, inside the caller's transaction."""
+    if not records:
+        return
+    now = datetime.now(timezone.utc)
+    await conn.execute(
+        tables.outbox.insert(),
+        [
+            {"event_id": event.id, "topic": topic, "key": key, "value": event.to_bytes(),
+             "headers": {"traceparent": new_traceparent()}, "created_at": now}
+            for topic, key, event in records
+        ],
     )
 
 
@@ -175,10 +193,7 @@ class OutboxRelay:
         self.producer = producer
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self._wakeup, seconds)
         self._wakeup.clear()
 
     async def _prune_sent_rows(self) -> None:
