@@ -108,6 +108,21 @@ def dev_credentials(
     typer.echo(str(out))
 
 
+@app.command("topics")
+def topics_create(
+    partitions: Annotated[int, typer.Option(min=1, help="partitions per topic (consumers scale up to this)")] = 12,
+    replication: Annotated[int, typer.Option(min=1, help="replication factor (3 on a production cluster)")] = 3,
+) -> None:
+    """Create every topic of the contract and its .dlq twin on HAILONG_KAFKA_BOOTSTRAP, idempotently."""
+    from deploy.kafka.runner import ensure_topics
+    from shared.topics import topic_specs
+
+    settings = get_settings()
+    specs = topic_specs(settings.topic_prefix, partitions)
+    run_sync(ensure_topics(settings.kafka_bootstrap, specs, timeout=60, replication_factor=replication))
+    typer.echo(f"{len(specs)} topics present on {settings.kafka_bootstrap} (prefix {settings.topic_prefix!r})")
+
+
 @app.command("asyncapi")
 def asyncapi(out: Annotated[Path, typer.Option(help="where to write the document")] = Path("docs/asyncapi.json")) -> None:
     """Regenerate the AsyncAPI document of the events from their schemas."""

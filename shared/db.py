@@ -106,16 +106,21 @@ def run_sync(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def upsert(table, values: dict, keys: list[str], dialect_name: str, update: list[str] | None = None):  # type: ignore[no-untyped-def]
-    """INSERT … ON CONFLICT (keys) DO UPDATE, for PostgreSQL and SQLite alike."""
+def upsert_statement(table: sa.Table, keys: list[str], columns: list[str], dialect_name: str):  # type: ignore[no-untyped-def]
+    """INSERT … ON CONFLICT (keys) DO UPDATE the other `columns`, for PostgreSQL and SQLite alike.
+
+    Without values, so it can be executed with one parameter set or many (executemany).
+    """
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(**values)
-    columns = update if update is not None else [c for c in values if c not in keys]
-    if not columns:
+    statement = insert(table)
+    update = [c for c in columns if c not in keys]
+    if not update:
         return statement.on_conflict_do_nothing(index_elements=keys)
-    return statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-    )
+    return statement.on_conflict_do_update(index_elements=keys, set_={c: statement.excluded[c] for c in update})
+
+
+def upsert(table: sa.Table, values: dict, keys: list[str], dialect_name: str):  # type: ignore[no-untyped-def,type-arg]
+    return upsert_statement(table, keys, list(values), dialect_name).values(**values)

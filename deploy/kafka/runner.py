@@ -122,6 +122,66 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0, replication_factor: int = 1) -> None:
+    """Create the topics that do not exist yet; return once every partition of them is led.
+
+    Idempotent: an existing topic counts as success and is left as it is (its partitions and
+    config are not reconciled with the spec).
+    """
+    wanted = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(s.name, s.partitions, replication_factor, topic_configs=dict(s.config)) for s in wanted],
+            timeout_ms=int(timeout * 1000),
+        )
+        failures = [
+            f"{topic}: {for_code(code).__name__} {rest[0] if rest and rest[0] else ''}".rstrip()
+            for topic, code, *rest in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if failures:
+            raise BrokerError("could not create topics: " + "; ".join(failures))
+        partitions = await _await_leaders(admin, [s.name for s in wanted], timeout)
+    finally:
+        await admin.close()
+    # Metadata already names a leader while the broker's replica manager is still taking
+    # leadership, so producers started now would get NOT_LEADER retries. ListOffsets is served
+    # by the replica manager, and the consumer retries it until every partition is really led.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await consumer.start()
+    try:
+        # One call per topic, concurrently: a single call discovers unknown topics one metadata
+        # round (and retry backoff) at a time. Assigning the partitions instead would fetch them
+        # all at once but start offset resets that log every NOT_LEADER as an error.
+        await asyncio.gather(*(consumer.end_offsets(tps) for tps in partitions.values()))
+    finally:
+        await consumer.stop()
+
+
+async def _await_leaders(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float
+) -> dict[str, list[TopicPartition]]:
+    """The partitions of each topic, once metadata lists every one of them with a leader."""
+    # The controller answers CreateTopics once the topics are committed to the metadata log;
+    # the broker half of this process applies that log a moment later.
+    deadline = time.monotonic() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        if all(
+            t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return {
+                t["topic"]: [TopicPartition(t["topic"], p["partition"]) for p in t["partitions"]] for t in described
+            }
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics {topics} not all listed with leaders after {timeout:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+
 class KafkaBroker:
     """One Kafka process serving PLAINTEXT on 127.0.0.1:`port`, keeping its state in `data_dir`.
 
@@ -278,41 +338,8 @@ class KafkaBroker:
     # --- topics ----------------------------------------------------------------------------------
 
     async def create_topics(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
-        """Create the topics that do not exist yet; return once every partition of them is led.
-
-        Idempotent: an existing topic counts as success and is left as it is (its partitions and
-        config are not reconciled with the spec).
-        """
-        wanted = list(specs)
-        admin = self._admin(timeout)
-        await admin.start()
-        try:
-            response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.config)) for s in wanted],
-                timeout_ms=int(timeout * 1000),
-            )
-            failures = [
-                f"{topic}: {for_code(code).__name__} {rest[0] if rest and rest[0] else ''}".rstrip()
-                for topic, code, *rest in response.topic_errors
-                if code not in (0, TopicAlreadyExistsError.errno)
-            ]
-            if failures:
-                raise BrokerError("could not create topics: " + "; ".join(failures))
-            partitions = await self._await_leaders(admin, [s.name for s in wanted], timeout)
-        finally:
-            await admin.close()
-        # Metadata already names a leader while the broker's replica manager is still taking
-        # leadership, so producers started now would get NOT_LEADER retries. ListOffsets is served
-        # by the replica manager, and the consumer retries it until every partition is really led.
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=int(timeout * 1000))
-        await consumer.start()
-        try:
-            # One call per topic, concurrently: a single call discovers unknown topics one metadata
-            # round (and retry backoff) at a time. Assigning the partitions instead would fetch them
-            # all at once but start offset resets that log every NOT_LEADER as an error.
-            await asyncio.gather(*(consumer.end_offsets(tps) for tps in partitions.values()))
-        finally:
-            await consumer.stop()
+        """Create the topics that do not exist yet; return once every partition of them is led."""
+        await ensure_topics(self.bootstrap, specs, timeout)
 
     def create_topics_sync(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
         _run_sync(self.create_topics(specs, timeout))
@@ -431,27 +458,6 @@ class KafkaBroker:
 
     def _admin(self, timeout: float) -> AIOKafkaAdminClient:
         return AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(timeout * 1000))
-
-    @staticmethod
-    async def _await_leaders(
-        admin: AIOKafkaAdminClient, topics: list[str], timeout: float
-    ) -> dict[str, list[TopicPartition]]:
-        """The partitions of each topic, once metadata lists every one of them with a leader."""
-        # The controller answers CreateTopics once the topics are committed to the metadata log;
-        # the broker half of this process applies that log a moment later.
-        deadline = time.monotonic() + timeout
-        while True:
-            described = await admin.describe_topics(topics)
-            if all(
-                t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
-                for t in described
-            ):
-                return {
-                    t["topic"]: [TopicPartition(t["topic"], p["partition"]) for p in t["partitions"]] for t in described
-                }
-            if time.monotonic() > deadline:
-                raise BrokerError(f"topics {topics} not all listed with leaders after {timeout:.0f}s")
-            await asyncio.sleep(0.1)
 
     def _is_our_broker(self, pid: int) -> bool:
         # The pid file may outlive the broker (SIGKILL, reboot) and the pid be reused by anything;

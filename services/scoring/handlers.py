@@ -14,7 +14,7 @@ from services.scoring import store
 from services.scoring.domain import satisfied_share
 from shared import events, topics
 from shared.bus.consumer import Tx
-from shared.db import upsert
+from shared.db import upsert, upsert_statement
 from shared.periods import periods_containing
 
 SOURCE = "/hailong/scoring"
@@ -99,36 +99,42 @@ async def _move_ratings(tx: Tx, dossier: events.DossierCompleted) -> None:
 
 
 async def publish_changed_scores(tx: Tx) -> None:
-    deltas: dict[tuple[str, str], list[int]] = tx.state.pop(DELTAS, {})
+    """Fold the batch's deltas into the aggregates (a few statements per batch) and emit the new scores."""
+    deltas = {key: delta for key, delta in tx.state.pop(DELTAS, {}).items() if any(delta)}
+    if not deltas:
+        return
+    table, profile = store.aggregates, satisfied_share.PROFILE
+    unit_codes = sorted({unit for unit, _ in deltas})
+    periods = sorted({period for _, period in deltas})
+    current = {
+        (row.unit_code, row.period): row
+        for row in await tx.conn.execute(
+            sa.select(table).where(table.c.profile == profile, table.c.unit_code.in_(unit_codes), table.c.period.in_(periods))
+        )
+    }
+    names = dict((await tx.conn.execute(sa.select(store.units.c.code, store.units.c.name).where(store.units.c.code.in_(unit_codes)))).all())
     now = datetime.now(timezone.utc)
-    table = store.aggregates
-    profile = satisfied_share.PROFILE
+    rows, outgoing = [], []
     for (unit_code, period), (d_ratings, d_satisfied, d_dossiers) in sorted(deltas.items()):
-        if not (d_ratings or d_satisfied or d_dossiers):
-            continue
-        current = (
-            await tx.conn.execute(
-                sa.select(table).where(table.c.profile == profile, table.c.unit_code == unit_code, table.c.period == period)
-            )
-        ).first()
-        ratings = (current.ratings if current else 0) + d_ratings
-        satisfied = (current.satisfied if current else 0) + d_satisfied
-        dossiers = (current.dossiers if current else 0) + d_dossiers
-        version = (current.version if current else 0) + 1
+        before = current.get((unit_code, period))
+        ratings = (before.ratings if before else 0) + d_ratings
+        satisfied = (before.satisfied if before else 0) + d_satisfied
+        dossiers = (before.dossiers if before else 0) + d_dossiers
+        version = (before.version if before else 0) + 1
         result = satisfied_share.score(ratings, satisfied)
-        row = {
+        rows.append({
             "profile": profile, "unit_code": unit_code, "period": period, "ratings": ratings,
             "satisfied": satisfied, "dossiers": dossiers, "score": result.score, "band": result.band,
             "version": version, "updated_at": now,
-        }
-        await tx.conn.execute(upsert(table, row, ["profile", "unit_code", "period"], tx.conn.dialect.name))
-        unit_name = await tx.conn.scalar(sa.select(store.units.c.name).where(store.units.c.code == unit_code))
+        })
         data = events.ScoreChanged(
-            unit_code=unit_code, unit_name=unit_name, period=period, profile=profile, score=result.score,
+            unit_code=unit_code, unit_name=names.get(unit_code), period=period, profile=profile, score=result.score,
             max_score=satisfied_share.MAX_SCORE, band=result.band, components=result.components,
             ratings=ratings, dossiers=dossiers, version=version, updated_at=now,
         )
-        await tx.emit(topics.SCORES, unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, unit_code, data))
+        outgoing.append((unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, unit_code, data)))
+    await tx.conn.execute(upsert_statement(table, ["profile", "unit_code", "period"], list(rows[0]), tx.conn.dialect.name), rows)
+    await tx.emit_many(topics.SCORES, outgoing)
 
 
 HANDLERS = {

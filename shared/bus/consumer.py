@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.bus.outbox import add_to_outbox
+from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
 from shared.db import upsert
 from shared.events import CloudEvent, EventData
@@ -56,9 +56,12 @@ class Tx:
     state: dict[str, Any] = field(default_factory=dict)  # per-batch scratch space for handlers
 
     async def emit(self, base_topic: str, key: str, event: CloudEvent) -> None:
+        await self.emit_many(base_topic, [(key, event)])
+
+    async def emit_many(self, base_topic: str, keyed_events: list[tuple[str, CloudEvent]]) -> None:
         topic = f"{self.topic_prefix}{base_topic}"
-        await add_to_outbox(self.conn, self.tables, topic, key, event)
-        self.emitted.append(topic)
+        await add_many_to_outbox(self.conn, self.tables, [(topic, key, event) for key, event in keyed_events])
+        self.emitted.extend(topic for _ in keyed_events)
 
 
 Handler = Callable[[CloudEvent, EventData, Tx], Awaitable[None]]
@@ -216,6 +219,7 @@ class ConsumerRunner:
             tx = Tx(conn, self.tables, self.topic_prefix)
             seen = await self._already_processed(conn, fresh)
             outcomes: list[str] = []
+            applied: list[str] = []
             for record in fresh:
                 event = self._parse(record)
                 if event.id in seen:
@@ -223,10 +227,11 @@ class ConsumerRunner:
                     continue
                 seen.add(event.id)
                 await self._dispatch(event, tx)
-                await self._mark_processed(conn, event.id)
+                applied.append(event.id)
                 outcomes.append("applied")
             if self.before_commit is not None:
                 await self.before_commit(tx)
+            await self._mark_processed(conn, applied)
             await self._store_offset(conn, tp, fresh[-1].offset + 1)
         for outcome in outcomes:
             EVENTS_IN.labels(self.service, tp.topic, outcome).inc()
@@ -329,9 +334,12 @@ class ConsumerRunner:
         rows = await conn.execute(sa.select(processed.c.event_id).where(processed.c.event_id.in_(ids)))
         return {row.event_id for row in rows}
 
-    async def _mark_processed(self, conn: AsyncConnection, event_id: str) -> None:
+    async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
+        if not event_ids:
+            return
+        now = datetime.now(timezone.utc)
         await conn.execute(
-            self.tables.processed_events.insert().values(event_id=event_id, processed_at=datetime.now(timezone.utc))
+            self.tables.processed_events.insert(), [{"event_id": event_id, "processed_at": now} for event_id in event_ids]
         )
 
     async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
