@@ -9,6 +9,7 @@ from shared.topics import DLQ_SUFFIX
 
 PRODUCERS = {
     "units.v1": "intake", "dossiers.v1": "intake", "ratings.v1": "intake", "assessments.v1": "intake",
+    "verifications.v1": "workflow",
     "scores.v1": "scoring", "tickets.v1": "workflow", "publications.v1": "publisher",
 }
 

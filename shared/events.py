@@ -11,16 +11,25 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Event types: one constant each, so producers and handlers cannot drift apart.
-UNIT_UPSERTED = "vn.hailong.unit.upserted.v1"
-DOSSIER_COMPLETED = "vn.hailong.dossier.completed.v1"
-RATING_ACCEPTED = "vn.hailong.rating.accepted.v1"
-ASSESSMENT_RECORDED = "vn.hailong.assessment.recorded.v1"
-SCORE_CHANGED = "vn.hailong.score.changed.v1"
-TICKET_OPENED = "vn.hailong.ticket.opened.v1"
-TICKET_UPDATED = "vn.hailong.ticket.updated.v1"
-PUBLICATION_DELIVERED = "vn.hailong.publication.delivered.v1"
+# The service that owns a topic is the only one that changes the schemas of the events on it.
+UNIT_UPSERTED = "vn.hailong.unit.upserted.v1"  # units.v1, intake
+OFFICER_UPSERTED = "vn.hailong.officer.upserted.v1"  # units.v1, intake
+DOSSIER_COMPLETED = "vn.hailong.dossier.completed.v1"  # dossiers.v1, intake
+RATING_ACCEPTED = "vn.hailong.rating.accepted.v1"  # ratings.v1, intake
+RATING_FLAGGED = "vn.hailong.rating.flagged.v1"  # ratings.v1, intake
+ASSESSMENT_RECORDED = "vn.hailong.assessment.recorded.v1"  # assessments.v1, intake
+RATING_VERIFIED = "vn.hailong.rating.verified.v1"  # verifications.v1, workflow
+SCORE_CHANGED = "vn.hailong.score.changed.v1"  # scores.v1, scoring
+SCORE_THRESHOLD_CROSSED = "vn.hailong.score.threshold_crossed.v1"  # scores.v1, scoring
+OFFICER_SCORE_CHANGED = "vn.hailong.officer_score.changed.v1"  # scores.v1, scoring (restricted: never published)
+TICKET_OPENED = "vn.hailong.ticket.opened.v1"  # tickets.v1, workflow
+TICKET_UPDATED = "vn.hailong.ticket.updated.v1"  # tickets.v1, workflow
+PUBLICATION_DELIVERED = "vn.hailong.publication.delivered.v1"  # publications.v1, publisher
 
 UnitLevel = Literal["province", "department", "agency", "ward", "commune", "special_zone", "center"]
+FlagRule = Literal["staff_device", "staff_phone", "kiosk_burst", "repeat_respondent"]
+Verdict = Literal["genuine", "not_genuine"]
+Complaint = Literal["none", "filed", "verified"]
 DossierChannel = Literal["in_person", "online", "postal"]
 DossierResult = Literal["approved", "refused", "withdrawn"]
 RatingChannel = Literal["kiosk", "online", "portal", "paper", "phone"]
@@ -47,7 +56,30 @@ class UnitUpserted(EventData):
     successor_code: str | None = None
 
 
+class OfficerUpserted(EventData):
+    """An officer (CBCCVC) of a unit. Key on units.v1: `<unit_code>/officers/<officer_id>` (compaction keeps
+    one record per officer). No phone or device ids: those stay in intake for the self-rating check."""
+
+    officer_id: str
+    unit_code: str
+    name: str
+    active: bool = True
+
+
+class DossierStep(EventData):
+    """One participating agency's step of a dossier (Decree 61/2018 index 2: step time against its limit)."""
+
+    agency_code: str
+    due_at: AwareDatetime
+    completed_at: AwareDatetime
+
+
 class DossierCompleted(EventData):
+    """A completed dossier; a correction is the same dossier_code with a higher `revision`.
+
+    The optional fields feed Decree 61/2018's per-dossier indices; when absent the profile uses its
+    documented fallback (e.g. `supplement_requests` for the applicant's contacts)."""
+
     dossier_code: str
     unit_code: str
     procedure_code: str
@@ -60,6 +92,10 @@ class DossierCompleted(EventData):
     officer_ids: list[str] = Field(default_factory=list)
     result: DossierResult
     revision: int = 1
+    applicant_contacts: int | None = Field(None, ge=0)  # Decree 61 index 3
+    agencies_contacted: int | None = Field(None, ge=0)  # Decree 61 index 4: 0 none, 1 only the one-stop desk
+    steps: list[DossierStep] = Field(default_factory=list)  # Decree 61 index 2
+    complaint: Complaint = "none"  # harassment complaint (Decree 61 index 7; QĐ 766 "with a complaint")
 
 
 class SipasCriteria(EventData):
@@ -71,7 +107,10 @@ class SipasCriteria(EventData):
 
 
 class RatingAccepted(EventData):
-    """A counted rating. The respondent is present only as a keyed hash (HCMC 104/2024 Art. 3.4)."""
+    """A counted rating. The respondent is present only as a keyed hash (HCMC 104/2024 Art. 3.4).
+
+    A correction is a new rating whose `supersedes` names the rating it replaces; consumers drop the
+    superseded one's contribution (never an edit in place)."""
 
     rating_id: str
     dossier_code: str
@@ -85,13 +124,57 @@ class RatingAccepted(EventData):
     criteria: SipasCriteria | None = None
     reasons: list[Reason] = Field(default_factory=list)
     respondent_hash: str | None = None
+    supersedes: str | None = None
+
+
+class Flag(EventData):
+    rule: FlagRule
+    detail: str
+
+
+class RatingFlagged(RatingAccepted):
+    """A rating held back from scoring until verified (Đà Nẵng 5697/2017 Art. 4.2.a forbids self-rating).
+
+    Consumers keep it aside; `rating.verified` with verdict `genuine` makes it count, `not_genuine` drops it."""
+
+    flags: list[Flag] = Field(min_length=1)
+
+
+class RatingVerified(EventData):
+    """The result of a re-verification (phúc tra, Đà Nẵng 5697/2017 Art. 8.2) of one rating.
+
+    `not_genuine` removes the rating from every figure; `genuine` clears a flagged rating so it counts."""
+
+    task_id: str
+    rating_id: str
+    dossier_code: str
+    unit_code: str
+    verdict: Verdict
+    reason: Literal["sample", "flagged"]
+    verified_at: AwareDatetime
+
+
+class Decree61UnitInputs(EventData):
+    """Decree 61/2018 indices scored per unit, not per dossier (0, 1 or 2 points each)."""
+
+    one_stop_handling: int | None = Field(None, ge=0, le=2)  # index 5
+    disclosure: int | None = Field(None, ge=0, le=2)  # index 6
+    feedback_handling: int | None = Field(None, ge=0, le=2)  # index 8
+    online_services: int | None = Field(None, ge=0, le=2)  # index 9
 
 
 class AssessmentRecorded(EventData):
+    """Period inputs that do not come from citizens. Fields left out are unchanged: the newest value of
+    each field per unit and period holds."""
+
     unit_code: str
     period: str
-    feedback_handling: float | None = Field(None, ge=0, le=18)
-    public_listing: bool | None = None
+    feedback_handling: float | None = Field(None, ge=0, le=18)  # HCMC 104/2024 D
+    public_listing: bool | None = None  # HCMC 104/2024 E
+    feedback_received: int | None = Field(None, ge=0)  # QĐ 766 satisfaction sub-scores 1 and 2
+    feedback_answered_on_time: int | None = Field(None, ge=0)
+    feedback_dissatisfied_or_overdue: int | None = Field(None, ge=0)
+    decree61: Decree61UnitInputs | None = None
     source: str | None = None
 
 
@@ -108,6 +191,36 @@ class ScoreChanged(EventData):
     dossiers: int
     version: int = Field(ge=1)
     updated_at: AwareDatetime
+    provisional: bool = False  # e.g. HCMC 104/2024 until D and E of the period are in
+
+
+class ScoreThresholdCrossed(EventData):
+    """A unit's band for a period and profile crossed into, or out of, "not satisfied"."""
+
+    unit_code: str
+    period: str
+    profile: str
+    direction: Literal["became_not_satisfied", "recovered"]
+    score: float | None
+    band: str
+    version: int = Field(ge=1)
+    at: AwareDatetime
+
+
+class OfficerScoreChanged(EventData):
+    """An officer's figure for a period. Restricted (unit heads, Home Affairs): never published."""
+
+    officer_id: str
+    unit_code: str
+    period: str
+    profile: str
+    score: float | None
+    max_score: float
+    band: str
+    components: dict[str, Any]
+    ratings: int
+    version: int = Field(ge=1)
+    updated_at: AwareDatetime
 
 
 class TicketEvent(EventData):
@@ -121,6 +234,10 @@ class TicketEvent(EventData):
     opened_at: AwareDatetime
     due_at: AwareDatetime
     rating_ids: list[str] = Field(default_factory=list)
+    breached: bool = False
+    resolved_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    measures: str | None = None  # the public summary of what the unit did; no personal data
 
 
 class PublicationDelivered(EventData):
@@ -134,10 +251,15 @@ class PublicationDelivered(EventData):
 
 DATA_SCHEMAS: dict[str, type[EventData]] = {
     UNIT_UPSERTED: UnitUpserted,
+    OFFICER_UPSERTED: OfficerUpserted,
     DOSSIER_COMPLETED: DossierCompleted,
     RATING_ACCEPTED: RatingAccepted,
+    RATING_FLAGGED: RatingFlagged,
     ASSESSMENT_RECORDED: AssessmentRecorded,
+    RATING_VERIFIED: RatingVerified,
     SCORE_CHANGED: ScoreChanged,
+    SCORE_THRESHOLD_CROSSED: ScoreThresholdCrossed,
+    OFFICER_SCORE_CHANGED: OfficerScoreChanged,
     TICKET_OPENED: TicketEvent,
     TICKET_UPDATED: TicketEvent,
     PUBLICATION_DELIVERED: PublicationDelivered,
@@ -196,11 +318,12 @@ def new_traceparent(parent: str | None = None) -> str:
 
 # Which topic (without prefix) carries which event types: the catalogue of docs/asyncapi.json.
 EVENTS_BY_TOPIC: dict[str, tuple[str, ...]] = {
-    "units.v1": (UNIT_UPSERTED,),
+    "units.v1": (UNIT_UPSERTED, OFFICER_UPSERTED),
     "dossiers.v1": (DOSSIER_COMPLETED,),
-    "ratings.v1": (RATING_ACCEPTED,),
+    "ratings.v1": (RATING_ACCEPTED, RATING_FLAGGED),
     "assessments.v1": (ASSESSMENT_RECORDED,),
-    "scores.v1": (SCORE_CHANGED,),
+    "verifications.v1": (RATING_VERIFIED,),
+    "scores.v1": (SCORE_CHANGED, SCORE_THRESHOLD_CROSSED, OFFICER_SCORE_CHANGED),
     "tickets.v1": (TICKET_OPENED, TICKET_UPDATED),
     "publications.v1": (PUBLICATION_DELIVERED,),
 }

@@ -37,12 +37,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     respondent_hash_key: str | None = None
 
-    map_url: str | None = None
-    map_token: str | None = None
-    map_signing_secret: str | None = None
-    map_timeout_seconds: float = Field(5.0, gt=0)
-    map_max_backoff_seconds: float = Field(60.0, gt=0)
-
+    # --- the bus (shared/bus) ---
     consumer_batch_size: int = Field(500, ge=1)
     consumer_max_retries: int = Field(3, ge=0)
     outbox_batch_size: int = Field(500, ge=1)
@@ -50,6 +45,21 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
+
+    # --- intake ---
+
+    # --- scoring ---
+
+    # --- workflow ---
+
+    # --- publisher ---
+    map_url: str | None = None
+    map_token: str | None = None
+    map_signing_secret: str | None = None
+    map_timeout_seconds: float = Field(5.0, gt=0)
+    map_max_backoff_seconds: float = Field(60.0, gt=0)
+
+    # (end of service sections)
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

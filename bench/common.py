@@ -1,0 +1,111 @@
+"""What every benchmark suite shares: a throwaway broker, the machine's description, result files.
+
+A suite is a module `bench/<name>.py` with `async def run(ctx: BenchContext) -> list[dict]`; each
+result row names its figure and the ceiling measured in the same run, so ratios survive a noisy
+machine. `python -m bench` runs the suites and rewrites docs/benchmarks.md from bench/results/*.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class BenchContext:
+    """What a suite gets: a running broker, a scratch folder, and an optional PostgreSQL URL factory."""
+
+    bootstrap: str
+    tmp: Path
+    scale: float = 1.0  # < 1 for a quick smoke run (`--quick`); sizes are multiplied by it
+    postgres: Any = None  # deploy.postgres.runner.ThrowawayPostgres when `--postgres` is given
+
+    def size(self, full: int, minimum: int = 100) -> int:
+        return max(minimum, int(full * self.scale))
+
+
+def machine() -> dict[str, object]:
+    from deploy.kafka.runner import KAFKA_VERSION
+
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    return {
+        "cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1), "python": platform.python_version(),
+        "kafka": KAFKA_VERSION, "aiokafka": version("aiokafka"), "sqlalchemy": version("sqlalchemy"),
+        "fastapi": version("fastapi"),
+    }
+
+
+def ratio_row(
+    scenario: str, unit: str, measured: float, ceiling_name: str, ceiling: float, *, target: str = "", **extra: Any
+) -> dict[str, Any]:
+    """A throughput figure beside its same-run ceiling (both in `unit`, higher is better)."""
+    row = {
+        "scenario": scenario, "unit": unit, "value": round(measured, 1), "ceiling": ceiling_name,
+        "ceiling_value": round(ceiling, 1), "ratio_to_ceiling": round(measured / ceiling, 3) if ceiling else None,
+        "target": target, **extra,
+    }
+    print(f"  {scenario}: {measured:,.0f} {unit} (ceiling {ceiling_name}: {ceiling:,.0f}, ratio {row['ratio_to_ceiling']})", flush=True)
+    return row
+
+
+def write_suite(name: str, rows: list[dict[str, Any]]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = {"suite": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "results": rows}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def write_markdown() -> Path:
+    """docs/benchmarks.md from every suite's latest results."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Figures from `make bench`. Each stands beside a ceiling measured in the same run on the same machine,",
+        "so the ratio stays meaningful on a noisy machine. Raw data: `bench/results/*.json`; one suite is",
+        "`python -m bench <suite>`.",
+        "",
+    ]
+    for path in sorted(RESULTS.glob("*.json")):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        m = report["machine"]
+        lines += [
+            f"## {report['suite']}",
+            "",
+            f"Run {report['date']} on {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, Kafka {m['kafka']}, "
+            f"aiokafka {m['aiokafka']}, SQLAlchemy {m['sqlalchemy']}.",
+            "",
+            "| scenario | value | unit | ceiling | ceiling value | ratio | target | notes |",
+            "|---|---:|---|---|---:|---:|---|---|",
+        ]
+        for r in report["results"]:
+            notes = "; ".join(f"{k} {_cell(v)}" for k, v in r.items() if k not in {
+                "scenario", "unit", "value", "ceiling", "ceiling_value", "ratio_to_ceiling", "target"})
+            lines.append(
+                f"| {r['scenario']} | {_cell(r['value'])} | {r['unit']} | {r.get('ceiling', '')} | {_cell(r.get('ceiling_value'))} "
+                f"| {_cell(r.get('ratio_to_ceiling'))} | {r.get('target', '')} | {notes} |"
+            )
+        lines.append("")
+    narrative = ROOT / "bench" / "NOTES.md"
+    if narrative.exists():
+        lines += ["## Notes", "", narrative.read_text(encoding="utf-8").strip(), ""]
+    out = ROOT / "docs" / "benchmarks.md"
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
