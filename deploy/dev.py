@@ -108,6 +108,8 @@ def main() -> int:
     interrupted = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: interrupted.set())
+    # If whoever started us (make, a supervisor) dies without passing a signal on, stop cleanly too.
+    die_with_parent()
     try:
         if settings.kafka_bootstrap == "127.0.0.1:9092" or os.environ.get("HAILONG_START_KAFKA") == "true":
             port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
