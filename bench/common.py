@@ -102,8 +102,11 @@ def write_markdown() -> Path:
                 f"| {r['scenario']} | {_cell(r['value'])} | {r['unit']} | {r.get('ceiling', '')} | {_cell(r.get('ceiling_value'))} "
                 f"| {_cell(r.get('ratio_to_ceiling'))} | {r.get('target', '')} | {notes} |"
             )
+        notes = ROOT / "bench" / "notes" / f"{report['suite']}.md"
+        if notes.exists():  # what the figures mean, profiles, before/after: written by hand
+            lines += ["", notes.read_text(encoding="utf-8").strip()]
         lines.append("")
-    narrative = ROOT / "bench" / "NOTES.md"
+    narrative = ROOT / "bench" / "NOTES.md"  # cross-suite notes
     if narrative.exists():
         lines += ["## Notes", "", narrative.read_text(encoding="utf-8").strip(), ""]
     out = ROOT / "docs" / "benchmarks.md"
