@@ -23,6 +23,7 @@ from shared.periods import VIETNAM, local_time
 OVERLAY_PATH = Path(__file__).parent / "data" / "calendar_overlay.json"
 OVERLAY_ENV = "HAILONG_CALENDAR_OVERLAY"  # an operator's own overlay file, e.g. mounted from a ConfigMap
 END_OF_DAY = time(23, 59, 59)
+MAX_RANGE_DAYS = 3660  # ten years: longer ranges are a mistake (and a cheap way to make a server count)
 DAY_OFF = "day_off"
 WORKING_DAY = "working_day"
 

@@ -1,4 +1,4 @@
-"""Workflow service: remediation tickets with statutory deadlines (composition root)."""
+"""Workflow service: remediation tickets, phúc tra and reporting duties on the working-day calendar (composition root)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,30 @@ from fastapi import FastAPI
 
 from services.workflow import store
 from services.workflow.api import router
-from services.workflow.handlers import HANDLERS
+from services.workflow.duties import duty_worker, notification_worker, wake_notifications
+from services.workflow.handlers import build_handlers, publish_touched_tickets
 from shared import topics
+from shared.bus.consumer import Tx
 from shared.service import ServiceSpec, create_app
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 
 def build(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    async def before_commit(tx: Tx) -> None:
+        await publish_touched_tickets(tx, settings)
+
     spec = ServiceSpec(
         name="workflow",
         title="Hài Lòng workflow",
         bus=store.bus,
         routers=[router],
-        subscriptions=[topics.RATINGS, topics.SCORES],
-        handlers=HANDLERS,
+        subscriptions=[topics.UNITS, topics.DOSSIERS, topics.RATINGS, topics.SCORES],
+        handlers=build_handlers(settings),
+        before_commit=before_commit,
+        workers=[duty_worker, notification_worker],
+        on_events_committed=wake_notifications,
     )
     return create_app(spec, settings)
 

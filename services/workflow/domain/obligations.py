@@ -67,3 +67,21 @@ def status_of(due_at: datetime, submitted_at: datetime | None, now: datetime) ->
     if submitted_at is not None:
         return "met" if submitted_at < due_at else "met_late"
     return "overdue" if now >= due_at else "pending"
+
+
+def remediation_report_window(period: str) -> tuple[datetime, datetime]:
+    """The tickets a unit report covers: opened from the previous report's date up to its own."""
+    year, half = int(period[:4]), period[5:]
+    if half == "H1":
+        return _before(date(year - 1, 12, 15)), _before(date(year, 6, 15))
+    if half == "H2":
+        return _before(date(year, 6, 15)), _before(date(year, 12, 15))
+    raise ValueError(f"a remediation report covers a half-year like 2026-H1, not {period!r}")
+
+
+def competition_ranks(scores: list[float]) -> list[int]:
+    """Ranks of scores sorted best first; ties share a rank and the next rank skips (1, 2, 2, 4)."""
+    ranks: list[int] = []
+    for index, score in enumerate(scores):
+        ranks.append(ranks[-1] if index and score == scores[index - 1] else index + 1)
+    return ranks
