@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from fastapi import FastAPI
 
 from services.workflow import store
 from services.workflow.api import router
-from services.workflow.duties import duty_worker, notification_worker, wake_notifications
+from services.workflow.duties import CLOCK, duty_worker, notification_worker, wake_notifications
 from services.workflow.handlers import build_handlers, publish_touched_tickets
 from shared import topics
 from shared.bus.consumer import Tx
-from shared.service import ServiceSpec, create_app
+from shared.service import Runtime, ServiceSpec, create_app
 from shared.settings import Settings, get_settings
 
 
-def build(settings: Settings | None = None) -> FastAPI:
+def build(settings: Settings | None = None, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """`clock` replaces the wall clock of the duties and the API (tests set "now"; production leaves it)."""
     settings = settings or get_settings()
+
+    async def set_clock(runtime: Runtime) -> None:
+        if clock is not None:
+            runtime.extras[CLOCK] = clock
 
     async def before_commit(tx: Tx) -> None:
         await publish_touched_tickets(tx, settings)
@@ -30,6 +38,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         before_commit=before_commit,
         workers=[duty_worker, notification_worker],
         on_events_committed=wake_notifications,
+        on_start=[set_clock],
     )
     return create_app(spec, settings)
 
