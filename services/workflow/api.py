@@ -274,16 +274,29 @@ async def working_days(
 
 @router.get("/v1/calendar/add", tags=["calendar"], dependencies=[PublicRead])
 async def add_working_days(
-    start: Annotated[date | datetime, Query(description="a date, or a moment (taken in Việt Nam's time)")],
+    start: Annotated[str, Query(max_length=40, description="a date (2025-04-25), or a moment with its offset")],
     days: Annotated[int, Query(ge=0, le=366)],
 ) -> dict[str, Any]:
     """"Within N working days of X": the day of X does not count; due at the end of the N-th working day."""
     calendar = default_calendar()
-    if isinstance(start, datetime) and start.tzinfo is None:
-        raise Problem(422, "Invalid request", "a moment needs its offset", errors=[{"field": "query.start", "message": "e.g. 2025-04-25T09:00:00+07:00"}])
-    moment = start if isinstance(start, datetime) else calendar.start_of_day(start)
+    moment = _moment(start)
     due = calendar.add_working_days(moment, days)
-    return {"start": start.isoformat(), "days": days, "date": due.isoformat(), "deadline": calendar.deadline(moment, days).isoformat()}
+    return {"start": start, "days": days, "date": due.isoformat(), "deadline": calendar.deadline(moment, days).isoformat()}
+
+
+def _moment(text: str) -> datetime:
+    """A date is taken at the start of its day in Việt Nam; a moment must carry its offset."""
+    invalid = Problem(422, "Invalid request", "start is not a date or a moment with offset",
+                      errors=[{"field": "query.start", "message": "e.g. 2025-04-25 or 2025-04-25T09:00:00+07:00"}])
+    try:
+        if len(text) == 10:
+            return default_calendar().start_of_day(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid from None
+    if moment.tzinfo is None:
+        raise invalid
+    return moment
 
 
 @router.get("/v1/calendar/holidays", tags=["calendar"], dependencies=[PublicRead])

@@ -222,6 +222,7 @@ def wake_notifications(runtime: Runtime, _topics: list[str] | None = None) -> No
 
 
 async def notification_worker(runtime: Runtime) -> None:
+    # Sending and retrying run on the wall clock: the set clock of tests is about deadlines, not about the mail server.
     wakeup = runtime.extras.setdefault(notifications.WAKEUP, asyncio.Event())
-    await notifications.run_sender(runtime.engine, runtime.settings, clock_of(runtime), wakeup)
+    await notifications.run_sender(runtime.engine, runtime.settings, utcnow, wakeup)
 

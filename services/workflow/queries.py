@@ -267,8 +267,8 @@ async def _annual_report(conn: AsyncConnection, obligation: Any, now: datetime) 
 
 
 async def _ranking_report(conn: AsyncConnection, obligation: Any, settings: Settings, now: datetime) -> bytes:
-    s = store.scores
-    rows = (await conn.execute(sa.select(s).where(
+    s, u = store.scores, store.units
+    rows = (await conn.execute(sa.select(s, u.c.name).select_from(s.outerjoin(u, u.c.code == s.c.unit_code)).where(
         s.c.subject_kind == "unit", s.c.period == obligation.period, s.c.profile == settings.report_profile, s.c.score.is_not(None),
     ).order_by(s.c.score.desc(), s.c.unit_code))).all()
     ranks = obligations.competition_ranks([r.score for r in rows])
@@ -276,4 +276,4 @@ async def _ranking_report(conn: AsyncConnection, obligation: Any, settings: Sett
              ("Hạn nộp trước / due before", obligation.due_at), ("Lập lúc / generated", now),
              ("Căn cứ / basis", "HCMC 104/2024 Art. 15")]
     return reports.workbook("Xếp hạng tháng", about, reports.RANKING_HEADER,
-                            [(rank, r.unit_code, r.unit_name or "", r.score, r.band) for rank, r in zip(ranks, rows, strict=True)])
+                            [(rank, r.unit_code, r.unit_name or r.name or "", r.score, r.band) for rank, r in zip(ranks, rows, strict=True)])

@@ -8,7 +8,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from typing import Any
 
@@ -113,7 +113,7 @@ class SmtpSink:
         self.controller.start()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
-        message = message_from_bytes(envelope.content)
+        message = message_from_bytes(envelope.content, policy=policy.default)  # decodes the Vietnamese subject
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         with self._lock:
             self.messages.append(message)
