@@ -9,8 +9,6 @@ the same transaction), so restarts and several replicas never do a duty twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,9 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.workflow import notifications, store
 from services.workflow.domain import lifecycle, obligations, sampling
-from services.workflow.handlers import create_verification_task, review_repeated_dissatisfaction
+from services.workflow.handlers import SAMPLE_DUTY, create_verification_task, review_repeated_dissatisfaction, sample_seed
 from services.workflow.tickets import Context, TicketChanged, ensure_obligation, mark_breached, utcnow
-from shared.auth import DEV_JWT_SECRET
 from shared.calendar import default_calendar
 from shared.logging import get_logger
 from shared.periods import local_time
@@ -46,14 +43,6 @@ class DutyReport:
 
 def clock_of(runtime: Runtime) -> Callable[[], datetime]:
     return runtime.extras.get(CLOCK) or utcnow
-
-
-def sample_seed(settings: Settings) -> str:
-    """The configured seed, else one derived from the JWT secret: reproducible here, unguessable by units."""
-    if settings.verification_sample_seed:
-        return settings.verification_sample_seed
-    secret = settings.jwt_secret or DEV_JWT_SECRET
-    return hmac.new(secret.encode(), b"hailong phuc tra sample", hashlib.sha256).hexdigest()
 
 
 async def run_duties(engine: AsyncEngine, settings: Settings, now: datetime) -> DutyReport:
@@ -140,7 +129,7 @@ async def draw_period_samples(engine: AsyncEngine, settings: Settings, now: date
             continue
         try:
             async with engine.begin() as conn:
-                if not await _claim(conn, "phuc_tra_sample", period, now):
+                if not await _claim(conn, SAMPLE_DUTY, period, now):
                     continue
                 drawn[period] = await _sample_month(Context.of(conn, settings), period, settings)
         except IntegrityError:

@@ -8,6 +8,8 @@ a unit falling into "not satisfied" owes a plan; two such years in a row go to t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from datetime import datetime
 from typing import Any
@@ -15,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.workflow import store
-from services.workflow.domain import lifecycle, remediation, repeated
+from services.workflow.domain import lifecycle, remediation, repeated, sampling
 from services.workflow.tickets import Context, add_history, attach_rating, emit, find_open_ticket, open_ticket, update, utcnow
 from shared import events, topics
+from shared.auth import DEV_JWT_SECRET
 from shared.bus.consumer import Handler, Tx
 from shared.bus.outbox import add_to_outbox
 from shared.db import upsert, upsert_statement
@@ -25,6 +28,7 @@ from shared.periods import local_time, month_of, parse_period
 from shared.settings import Settings
 
 SOURCE = "/hailong/workflow"
+SAMPLE_DUTY = "phuc_tra_sample"
 OPEN_STATUSES = lifecycle.UNIT_OWES
 SCORED_PERIOD_KINDS = ("month", "year")  # months for the ranking report, years for Art. 6
 
@@ -167,6 +171,31 @@ async def _store_score(tx: Tx, kind: str, subject_id: str, unit_code: str, unit_
     return True
 
 
+async def record_online_rating(ctx: Context, rating: events.RatingAccepted) -> None:
+    """Into the population phúc tra samples; after the period's draw, a late rating is drawn on arrival."""
+    period = str(month_of(rating.dossier_completed_at))
+    keys = ["rating_id"]
+    await ctx.conn.execute(upsert_statement(store.online_ratings, keys, keys, ctx.conn.dialect.name).values(
+        rating_id=rating.rating_id, unit_code=rating.unit_code, dossier_code=rating.dossier_code, period=period,
+        channel=rating.channel,
+    ))
+    runs = store.duty_runs
+    drawn = await ctx.conn.scalar(sa.select(runs.c.ran_at).where(runs.c.duty == SAMPLE_DUTY, runs.c.key == period))
+    settings = ctx.settings
+    if drawn is not None and sampling.in_late_sample(rating.rating_id, rate=settings.verification_sample_rate,
+                                                     seed=sample_seed(settings), period=period, unit_code=rating.unit_code):
+        await create_verification_task(ctx, rating_id=rating.rating_id, unit_code=rating.unit_code,
+                                       dossier_code=rating.dossier_code, period=period, channel=rating.channel, reason="sample")
+
+
+def sample_seed(settings: Settings) -> str:
+    """The configured seed, else one derived from the JWT secret: reproducible here, unguessable by units."""
+    if settings.verification_sample_seed:
+        return settings.verification_sample_seed
+    secret = settings.jwt_secret or DEV_JWT_SECRET
+    return hmac.new(secret.encode(), b"hailong phuc tra sample", hashlib.sha256).hexdigest()
+
+
 def build_handlers(settings: Settings) -> dict[str, Handler]:
     channels = sampled_channels(settings)
 
@@ -207,11 +236,7 @@ def build_handlers(settings: Settings) -> dict[str, Handler]:
             await invalidate_rating(ctx, rating.supersedes, f"superseded by rating {rating.rating_id}", event.time)
             await tx.conn.execute(store.online_ratings.delete().where(store.online_ratings.c.rating_id == rating.supersedes))
         if rating.channel in channels:
-            keys = ["rating_id"]
-            await tx.conn.execute(upsert_statement(store.online_ratings, keys, keys, tx.conn.dialect.name).values(
-                rating_id=rating.rating_id, unit_code=rating.unit_code, dossier_code=rating.dossier_code,
-                period=str(month_of(rating.dossier_completed_at)), channel=rating.channel,
-            ))
+            await record_online_rating(ctx, rating)
         # The clock starts when the rating was accepted (the event's time), so a replay computes the same deadline.
         for ticket_id in await remediate_rating(ctx, rating, event.time):
             tx.state.setdefault("touched_tickets", set()).add(ticket_id)

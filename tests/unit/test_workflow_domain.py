@@ -198,3 +198,10 @@ def test_two_consecutive_years_not_satisfied_are_repeated() -> None:
     assert not repeated.is_repeated(bands, 2026)
     assert not repeated.is_repeated({2023: "not_satisfied", 2025: "not_satisfied"}, 2025)  # not consecutive
     assert repeated.consecutive_years_not_satisfied({2024: "not_satisfied", 2025: "not_satisfied", 2026: "not_satisfied"}, 2026) == 3
+
+
+def test_a_late_rating_gets_the_same_chance_and_always_the_same_answer() -> None:
+    ids = [f"late-{i}" for i in range(4000)]
+    chosen = [i for i in ids if sampling.in_late_sample(i, rate=0.25, seed="s", period="2026-11", unit_code="U")]
+    assert 0.22 < len(chosen) / len(ids) < 0.28
+    assert chosen == [i for i in ids if sampling.in_late_sample(i, rate=0.25, seed="s", period="2026-11", unit_code="U")]

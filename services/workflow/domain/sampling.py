@@ -29,3 +29,11 @@ def draw_sample(rating_ids: list[str], *, rate: float, seed: str, period: str, u
 
     unique = sorted(set(rating_ids))
     return sorted(unique, key=draw_key)[: sample_size(len(unique), rate)]
+
+
+def in_late_sample(rating_id: str, *, rate: float, seed: str, period: str, unit_code: str) -> bool:
+    """For a rating that arrives after its period's sample was drawn: the same keyed draw, as a threshold,
+    so late ratings get the same chance (about `rate`) and the answer never changes for a rating."""
+    sample_size(0, rate)  # validates the rate
+    digest = hmac.new(seed.encode(), f"{period}|{unit_code}|{rating_id}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") < rate * 2**64
