@@ -3,11 +3,14 @@ set clock, mail through a real SMTP server, phúc tra, obligations and their XLS
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -25,6 +28,7 @@ from tests.support.infra import JWT_SECRET, Backend, cloud_events, read_topic, w
 pytestmark = pytest.mark.integration
 HOME_AFFAIRS_MAIL = "sonoivu@example.gov.vn"
 HEAD_MAIL = "giamdoc.snv@example.gov.vn"
+WEBHOOK_SECRET = "test-webhook-secret"
 T0 = datetime(2025, 4, 25, 9, 0, tzinfo=VIETNAM)  # Fri 25 Apr 2025, DOMAIN.md's worked example
 COMPLETED = datetime(2025, 4, 24, 15, 0, tzinfo=VIETNAM)
 
@@ -89,8 +93,16 @@ def smtp() -> Iterator[ev.SmtpSink]:
 
 
 @pytest.fixture
-def workflow(backend: Backend, kafka_broker, topic_prefix: str, smtp: ev.SmtpSink) -> Iterator[Workflow]:  # type: ignore[no-untyped-def]
+def webhook() -> Iterator[ev.WebhookSink]:
+    sink = ev.WebhookSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def workflow(backend: Backend, kafka_broker, topic_prefix: str, smtp: ev.SmtpSink, webhook: ev.WebhookSink) -> Iterator[Workflow]:  # type: ignore[no-untyped-def]
     settings = Settings(
+        notify_webhook_url=webhook.url, notify_webhook_secret=WEBHOOK_SECRET,
         database_url=backend.database_url, data_dir=backend.data_dir, kafka_bootstrap=kafka_broker.bootstrap,
         topic_prefix=topic_prefix, jwt_secret=JWT_SECRET, smtp_host="127.0.0.1", smtp_port=smtp.port,
         home_affairs_email=HOME_AFFAIRS_MAIL, workflow_tick_seconds=3600, outbox_poll_seconds=0.2,
@@ -257,7 +269,7 @@ def test_a_dispute_within_five_working_days_is_answered_within_seven(workflow: W
     assert answered["status"] == "open" and answered["due_at"] == "2025-05-16T23:59:59+07:00" and not answered["breached"]
 
 
-def test_duties_remind_breach_escalate_and_mail_once(workflow: Workflow, smtp: ev.SmtpSink) -> None:
+def test_duties_remind_breach_escalate_and_mail_once(workflow: Workflow, smtp: ev.SmtpSink, webhook: ev.WebhookSink) -> None:
     admin = workflow.token("admin")
     assert workflow.client.put("/v1/units/79.SNV/contact", json={"head_email": HEAD_MAIL},
                                headers={"Authorization": f"Bearer {admin}"}).status_code == 200
@@ -287,11 +299,19 @@ def test_duties_remind_breach_escalate_and_mail_once(workflow: Workflow, smtp: e
     assert "Escalated" in escalated[0]["Subject"] and quick["id"] in escalated[0].get_content()
     wait_until(lambda: any("Deadline missed" in m["Subject"] for m in smtp.to(HEAD_MAIL)), timeout=30, what="the breach mail")
     workflow.duties(vn(2025, 5, 8, 9))
-    sent = workflow.sql(sa.select(store.notifications.c.kind, store.notifications.c.status))
+    notes = store.notifications
+    sent = workflow.sql(sa.select(notes.c.kind, notes.c.status).where(notes.c.channel == "email"))
     assert sorted(kind for kind, _ in sent) == ["breached", "due_soon", "escalated", "opened", "opened"]
     wait_until(lambda: all(s == "sent" for _, s in workflow.sql(sa.select(store.notifications.c.kind, store.notifications.c.status))),
                timeout=30, what="every notification sent")
     assert len(smtp.messages) == 5
+    # The optional webhook hears of the same five, each signed with the shared secret.
+    hooks = wait_until(lambda: len(webhook.posts) == 5 and webhook.posts, timeout=30, what="the webhook posts")
+    kinds = sorted(orjson.loads(body)["kind"] for _, body in hooks)
+    assert kinds == ["breached", "due_soon", "escalated", "opened", "opened"]
+    for headers, body in hooks:
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["x-hailong-signature"] == expected
 
 
 def test_phuc_tra_samples_a_quarter_of_online_ratings_and_verdicts_reach_scoring(workflow: Workflow, kafka_broker) -> None:

@@ -125,3 +125,36 @@ class SmtpSink:
 
     def close(self) -> None:
         self.controller.stop()
+
+
+@dataclass
+class WebhookSink:
+    """A real HTTP server taking the optional notification webhook's POSTs."""
+
+    port: int = field(default_factory=free_port)
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/hailong"
+
+    def close(self) -> None:
+        self.server.shutdown()
