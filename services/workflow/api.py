@@ -201,9 +201,12 @@ async def list_obligations(
     kind: Annotated[Literal["unit_remediation_report", "annual_report", "monthly_ranking_report"] | None, Query()] = None,
     status: Annotated[Literal["pending", "overdue", "met", "met_late"] | None, Query()] = None,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=120)] = None,
 ) -> dict[str, Any]:
     async with runtime.engine.connect() as conn:
-        return await queries.list_obligations(conn, principal, clock_of(runtime)(), kind=kind, status=status, year=year)
+        return await queries.list_obligations(conn, principal, clock_of(runtime)(), kind=kind, status=status, year=year,
+                                              limit=limit, cursor=cursor)
 
 
 @router.get("/v1/obligations/{obligation_id}/report", tags=["obligations"])

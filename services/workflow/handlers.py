@@ -29,7 +29,6 @@ from shared.settings import Settings
 
 SOURCE = "/hailong/workflow"
 SAMPLE_DUTY = "phuc_tra_sample"
-OPEN_STATUSES = lifecycle.UNIT_OWES
 SCORED_PERIOD_KINDS = ("month", "year")  # months for the ranking report, years for Art. 6
 
 

@@ -192,18 +192,38 @@ def _obligation_visibility(principal: Principal) -> sa.ColumnElement[bool]:
     return sa.true()
 
 
-async def list_obligations(conn: AsyncConnection, principal: Principal, now: datetime, *, kind: str | None,
-                           status: str | None, year: int | None) -> dict[str, Any]:
+def _obligation_status_is(status: str, now: datetime) -> sa.ColumnElement[bool]:
+    """obligations.status_of, as SQL, so the status filter pages like any other."""
     o = store.obligations
-    query = sa.select(o).where(_obligation_visibility(principal)).order_by(o.c.due_at, o.c.kind, o.c.scope)
+    return {
+        "met": sa.and_(o.c.submitted_at.is_not(None), o.c.submitted_at < o.c.due_at),
+        "met_late": sa.and_(o.c.submitted_at.is_not(None), o.c.submitted_at >= o.c.due_at),
+        "overdue": sa.and_(o.c.submitted_at.is_(None), o.c.due_at <= now),
+        "pending": sa.and_(o.c.submitted_at.is_(None), o.c.due_at > now),
+    }[status]
+
+
+async def list_obligations(conn: AsyncConnection, principal: Principal, now: datetime, *, kind: str | None,
+                           status: str | None, year: int | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+    o = store.obligations
+    query = sa.select(o).where(_obligation_visibility(principal)).order_by(o.c.due_at, o.c.id).limit(limit + 1)
     if kind:
         query = query.where(o.c.kind == kind)
     if year:
         query = query.where(o.c.period.like(f"{year}%"))
-    items = [obligation_item(row, now) for row in (await conn.execute(query)).all()]
     if status:
-        items = [item for item in items if item["status"] == status]
-    return {"items": items, "next_cursor": None}
+        query = query.where(_obligation_status_is(status, now))
+    if cursor:
+        due, _, last_id = cursor.partition("|")
+        try:
+            due_at = datetime.fromisoformat(due)
+        except ValueError:
+            raise Problem(422, "Invalid request", "malformed cursor", errors=[{"field": "query.cursor", "message": "use next_cursor as given"}]) from None
+        query = query.where(sa.or_(o.c.due_at > due_at, sa.and_(o.c.due_at == due_at, o.c.id > last_id)))
+    rows = (await conn.execute(query)).all()
+    page = rows[:limit]
+    next_cursor = f"{page[-1].due_at.isoformat()}|{page[-1].id}" if len(rows) > limit else None
+    return {"items": [obligation_item(row, now) for row in page], "next_cursor": next_cursor}
 
 
 async def visible_obligation(conn: AsyncConnection, principal: Principal, obligation_id: str) -> Any:

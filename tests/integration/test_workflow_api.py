@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import io
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -398,6 +398,12 @@ def test_obligations_show_their_status_and_reports_come_as_xlsx(workflow: Workfl
     ranking = items[("monthly_ranking_report", "*", "2025-04")]
     assert ranking["due_before"] == "2025-05-25T00:00:00+07:00"
     assert [o["scope"] for o in workflow.get("/v1/obligations", head).json()["items"]] == ["79.SNV"]
+    overdue = workflow.get("/v1/obligations", home_affairs, status="overdue").json()["items"]
+    # On 20 May 2025: last year's annual report (before 30 Jan) and March's ranking (before 25 Apr) are overdue.
+    assert [(o["kind"], o["period"]) for o in overdue] == [("annual_report", "2024"), ("monthly_ranking_report", "2025-03")]
+    first = workflow.get("/v1/obligations", home_affairs, limit=2).json()
+    rest = workflow.get("/v1/obligations", home_affairs, limit=2, cursor=first["next_cursor"]).json()
+    assert [o["id"] for o in first["items"] + rest["items"]] == [o["id"] for o in sorted(items.values(), key=lambda o: o["due_before"])][:4]
 
     sheet = load_workbook(io.BytesIO(workflow.get(f"/v1/obligations/{ranking['id']}/report", home_affairs).content)).active
     rows = [r for r in sheet.iter_rows(values_only=True) if r and isinstance(r[0], int)]
