@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from services.workflow import store
 from services.workflow.domain import lifecycle, remediation, repeated, sampling
-from services.workflow.tickets import Context, add_history, attach_rating, emit, find_open_ticket, open_ticket, update, utcnow
+from services.workflow.tickets import Context, add_history, emit, emit_many, open_ticket, update, utcnow
 from shared import events, topics
 from shared.auth import DEV_JWT_SECRET
 from shared.bus.consumer import Handler, Tx
@@ -36,27 +37,65 @@ def sampled_channels(settings: Settings) -> set[str]:
     return {c.strip() for c in settings.verification_channels.split(",") if c.strip()}
 
 
-async def remediate_rating(ctx: Context, rating: events.RatingAccepted, opened_at: datetime) -> list[str]:
-    """Open or join one ticket per category of the rating's reasons; the ids of the tickets touched."""
+@dataclass
+class OpenTicket:
+    id: str
+    severity: str
+
+
+async def _open_tickets_of(ctx: Context, unit_code: str) -> dict[tuple[str, str], OpenTicket]:
+    """A unit's open rating tickets by (category, period), in one query."""
+    t = store.tickets
+    rows = await ctx.conn.execute(
+        sa.select(t.c.id, t.c.category, t.c.period, t.c.severity)
+        .where(t.c.unit_code == unit_code, t.c.status.in_(lifecycle.DEADLINE_STATUSES), t.c.restricted.is_(False))
+        .order_by(t.c.opened_at.desc(), t.c.id.desc())  # the oldest wins when (unusually) two are open
+    )
+    return {(row.category, row.period): OpenTicket(row.id, row.severity) for row in rows}
+
+
+async def remediate_rating(ctx: Context, rating: events.RatingAccepted, opened_at: datetime,
+                           batch: dict[str, Any] | None = None) -> list[str]:
+    """Open or join one ticket per category of the rating's reasons; the ids of the existing tickets joined.
+
+    Inside a consumed batch (`batch` is the batch's scratch space) a unit's open tickets are read once and
+    the attachments are written together when the batch commits (`flush_attachments`)."""
     period = str(month_of(rating.dossier_completed_at))
+    scratch = batch if batch is not None else {}
+    units: dict[str, dict[tuple[str, str], OpenTicket]] = scratch.setdefault("open_tickets", {})
+    pending: list[dict[str, Any]] = scratch.setdefault("attachments", [])
     touched = []
     for remedy in remediation.remedies_for(rating.overall, list(rating.reasons), ctx.rules):
-        current = await find_open_ticket(ctx, rating.unit_code, remedy.category, period)
+        if rating.unit_code not in units:
+            units[rating.unit_code] = await _open_tickets_of(ctx, rating.unit_code)
+        current = units[rating.unit_code].get((remedy.category, period))
         if current is None:
-            await open_ticket(
+            ticket_id = await open_ticket(
                 ctx, unit_code=rating.unit_code, category=remedy.category, source="rating", severity=remedy.severity,
                 period=period, opened_at=opened_at, note=f"rating {rating.rating_id}: {', '.join(remedy.reasons)}",
                 rating=(rating.rating_id, list(remedy.reasons)),
             )
+            units[rating.unit_code][(remedy.category, period)] = OpenTicket(ticket_id, remedy.severity)
             continue
-        if not await attach_rating(ctx, current.id, rating.rating_id, remedy.category, list(remedy.reasons)):
-            continue
+        pending.append({"rating_id": rating.rating_id, "category": remedy.category, "ticket_id": current.id,
+                        "reasons": list(remedy.reasons)})
         if remedy.severity == "high" and current.severity != "high":
             # An informal cost among the attached ratings makes the whole ticket the inspectorate's business.
             await ctx.conn.execute(store.tickets.update().where(store.tickets.c.id == current.id)
-                                   .values(severity="high", version=current.version + 1, updated_at=opened_at))
+                                   .values(severity="high", version=store.tickets.c.version + 1, updated_at=opened_at))
+            current.severity = "high"
         touched.append(current.id)
+    if batch is None:
+        await flush_attachments(ctx, scratch)
     return touched
+
+
+async def flush_attachments(ctx: Context, scratch: dict[str, Any]) -> None:
+    """Write the collected attachments in one statement; a rating already attached (a redelivery) is skipped."""
+    rows = scratch.pop("attachments", [])
+    if rows:
+        keys = ["rating_id", "category"]
+        await ctx.conn.execute(upsert_statement(store.ticket_ratings, keys, keys, ctx.conn.dialect.name), rows)
 
 
 async def invalidate_rating(ctx: Context, rating_id: str, why: str, now: datetime) -> None:
@@ -232,12 +271,15 @@ def build_handlers(settings: Settings) -> dict[str, Handler]:
     async def on_rating_accepted(event: events.CloudEvent, rating: events.RatingAccepted, tx: Tx) -> None:
         ctx = context(tx)
         if rating.supersedes:
+            # The superseded rating may have joined a ticket earlier in this batch, and its ticket may close.
+            await flush_attachments(ctx, tx.state)
+            tx.state.get("open_tickets", {}).pop(rating.unit_code, None)
             await invalidate_rating(ctx, rating.supersedes, f"superseded by rating {rating.rating_id}", event.time)
             await tx.conn.execute(store.online_ratings.delete().where(store.online_ratings.c.rating_id == rating.supersedes))
         if rating.channel in channels:
             await record_online_rating(ctx, rating)
         # The clock starts when the rating was accepted (the event's time), so a replay computes the same deadline.
-        for ticket_id in await remediate_rating(ctx, rating, event.time):
+        for ticket_id in await remediate_rating(ctx, rating, event.time, tx.state):
             tx.state.setdefault("touched_tickets", set()).add(ticket_id)
 
     async def on_rating_flagged(event: events.CloudEvent, rating: events.RatingFlagged, tx: Tx) -> None:
@@ -297,10 +339,11 @@ def build_handlers(settings: Settings) -> dict[str, Handler]:
 
 async def publish_touched_tickets(tx: Tx, settings: Settings) -> None:
     """Once per batch, one ticket.updated per ticket that gained ratings (a burst of 50 is one event, not 50)."""
+    ctx = Context.of(tx.conn, settings)
+    await flush_attachments(ctx, tx.state)
+    tx.state.pop("open_tickets", None)
     touched = tx.state.pop("touched_tickets", set())
     if not touched:
         return
-    ctx = Context.of(tx.conn, settings)
     rows = (await tx.conn.execute(sa.select(store.tickets).where(store.tickets.c.id.in_(sorted(touched))))).all()
-    for row in rows:
-        await emit(ctx, row, events.TICKET_UPDATED)
+    await emit_many(ctx, list(rows), events.TICKET_UPDATED)

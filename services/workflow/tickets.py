@@ -18,13 +18,12 @@ from services.workflow import notifications, store
 from services.workflow.domain import lifecycle, obligations
 from services.workflow.domain.remediation import DEFAULT_RULES, Rules
 from shared import events, topics
-from shared.bus.outbox import add_to_outbox
+from shared.bus.outbox import add_many_to_outbox
 from shared.calendar import WorkingCalendar, default_calendar
 from shared.db import upsert_statement
 from shared.settings import Settings
 
 SOURCE = "/hailong/workflow"
-NOT_FINISHED = (*lifecycle.DEADLINE_STATUSES,)  # statuses a new rating of the same kind attaches to
 MAX_RATING_IDS_IN_EVENT = 1000  # beyond this tickets.v1 carries the count only (events stay small)
 
 
@@ -48,19 +47,6 @@ class Context:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-async def find_open_ticket(ctx: Context, unit_code: str, category: str, period: str) -> Any:
-    tickets = store.tickets
-    return (
-        await ctx.conn.execute(
-            sa.select(tickets)
-            .where(tickets.c.unit_code == unit_code, tickets.c.category == category, tickets.c.period == period,
-                   tickets.c.status.in_(NOT_FINISHED), tickets.c.restricted.is_(False))
-            .order_by(tickets.c.opened_at, tickets.c.id)
-            .limit(1)
-        )
-    ).first()
 
 
 async def open_ticket(
@@ -167,24 +153,28 @@ async def mark_breached(ctx: Context, row: Any, now: datetime) -> Any:
     return await move(ctx, updated, transition, "system", f"breached: escalated to {transition.escalated_to}", now)
 
 
-async def valid_rating_ids(ctx: Context, ticket_id: str) -> list[str]:
-    table = store.ticket_ratings
-    rows = await ctx.conn.execute(
-        sa.select(table.c.rating_id).where(table.c.ticket_id == ticket_id, table.c.invalidated.is_(False)).order_by(table.c.rating_id)
-    )
-    return list(rows.scalars())
-
-
 async def emit(ctx: Context, row: Any, event_type: str) -> None:
-    """tickets.v1: the public facts of the ticket. A restricted record (an officer's review) is never published."""
-    if row.restricted:
+    await emit_many(ctx, [row], event_type)
+
+
+async def emit_many(ctx: Context, rows: list[Any], event_type: str) -> None:
+    """tickets.v1: the public facts of each ticket. A restricted record (an officer's review) is never published."""
+    rows = [row for row in rows if not row.restricted]
+    if not rows:
         return
-    rating_ids = await valid_rating_ids(ctx, row.id)
-    data = events.TicketEvent(
-        **store.ticket_public_fields(row), rating_ids=rating_ids[:MAX_RATING_IDS_IN_EVENT], rating_count=len(rating_ids),
-    )
-    event = events.new_event(event_type, SOURCE, row.unit_code, data)
-    await add_to_outbox(ctx.conn, store.bus, ctx.settings.topic(topics.TICKETS), row.unit_code, event)
+    links = store.ticket_ratings
+    rating_ids: dict[str, list[str]] = {row.id: [] for row in rows}
+    for ticket_id, rating_id in await ctx.conn.execute(
+        sa.select(links.c.ticket_id, links.c.rating_id)
+        .where(links.c.ticket_id.in_(list(rating_ids)), links.c.invalidated.is_(False)).order_by(links.c.rating_id)
+    ):
+        rating_ids[ticket_id].append(rating_id)
+    outgoing = []
+    for row in rows:
+        ids = rating_ids[row.id]
+        data = events.TicketEvent(**store.ticket_public_fields(row), rating_ids=ids[:MAX_RATING_IDS_IN_EVENT], rating_count=len(ids))
+        outgoing.append((ctx.settings.topic(topics.TICKETS), row.unit_code, events.new_event(event_type, SOURCE, row.unit_code, data)))
+    await add_many_to_outbox(ctx.conn, store.bus, outgoing)
 
 
 async def ensure_obligation(ctx: Context, obligation: obligations.Obligation) -> None:
