@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.workflow.domain import lifecycle, obligations, repeated, sampling
 from services.workflow.domain.lifecycle import TicketState, TransitionRefused, decide
@@ -205,3 +207,28 @@ def test_a_late_rating_gets_the_same_chance_and_always_the_same_answer() -> None
     chosen = [i for i in ids if sampling.in_late_sample(i, rate=0.25, seed="s", period="2026-11", unit_code="U")]
     assert 0.22 < len(chosen) / len(ids) < 0.28
     assert chosen == [i for i in ids if sampling.in_late_sample(i, rate=0.25, seed="s", period="2026-11", unit_code="U")]
+
+
+ROLES = ("admin", "unit_head", "officer", "inspector", "home_affairs", "peoples_committee", "kiosk")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(lifecycle.ACTIONS)), st.sampled_from(ROLES), st.integers(0, 40)), max_size=25))
+def test_any_sequence_of_requests_keeps_the_ticket_in_a_known_state(requests: list[tuple[str, str, int]]) -> None:
+    state, now, ladder = ticket(), vn(2025, 4, 25, 10), lifecycle.ESCALATION_LADDER
+    for action, role, hours in requests:
+        now += timedelta(hours=hours)
+        try:
+            move = decide(state, action, role, now, CALENDAR, note="because")
+        except TransitionRefused as refused:
+            assert refused.status in (403, 409)
+            assert role not in lifecycle.ACTIONS[action].roles or state.status not in lifecycle.ACTIONS[action].from_statuses \
+                or refused.title in ("Dispute window closed", "Already at the top", "Not disputable")
+            continue
+        assert role in lifecycle.ACTIONS[action].roles and state.status in lifecycle.ACTIONS[action].from_statuses
+        assert move.to_status in lifecycle.STATUSES and move.due_at > state.opened_at
+        assert ladder.index(move.escalated_to) >= ladder.index(state.escalated_to)  # escalation never goes back down
+        if move.clock_restarted:
+            assert move.due_at > now
+        state = TicketState(move.to_status, state.source, state.category, state.opened_at, move.due_at,
+                            escalated_to=move.escalated_to, status_before_dispute=move.status_before_dispute)
