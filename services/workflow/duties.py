@@ -94,9 +94,13 @@ async def send_reminders(engine: AsyncEngine, settings: Settings, now: datetime)
             remind_on = ctx.calendar.subtract_working_days(local_time(row.due_at).date(), ctx.rules.reminder_working_days)
             if now < ctx.calendar.start_of_day(remind_on):
                 continue
+            # Claimed by this very condition: a second replica re-checks it after our commit and finds nothing to do.
+            # Not a change of the ticket itself: no version bump, no event.
             claimed = await conn.execute(
-                tickets.update().where(tickets.c.id == row.id, tickets.c.version == row.version)
-                .values(reminded_due_at=row.due_at)  # not a change of the ticket itself: no version bump, no event
+                tickets.update().where(
+                    tickets.c.id == row.id, tickets.c.due_at == row.due_at,
+                    sa.or_(tickets.c.reminded_due_at.is_(None), tickets.c.reminded_due_at != tickets.c.due_at),
+                ).values(reminded_due_at=row.due_at)
             )
             if claimed.rowcount == 1:
                 await notifications.ticket_due_soon(conn, settings, row)

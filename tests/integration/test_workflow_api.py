@@ -3,6 +3,7 @@ set clock, mail through a real SMTP server, phúc tra, obligations and their XLS
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -20,6 +21,7 @@ from services.workflow import store
 from services.workflow.app import build
 from services.workflow.duties import DutyReport, run_duties
 from shared.auth import issue_jwt
+from shared.db import create_engine_for
 from shared.periods import VIETNAM
 from shared.settings import Settings
 from tests.support import workflow as ev
@@ -437,3 +439,33 @@ def test_the_calendar_api_counts_working_days_and_shows_its_sources(workflow: Wo
         assert field in [e["field"] for e in bad.json()["errors"]], bad.json()
     rules = workflow.get("/v1/rules", None).json()
     assert rules["working_days"]["service_conditions"] == 5 and rules["dispute_answer_working_days"] == 7
+
+
+def test_two_replicas_running_the_duties_at_once_do_each_duty_once(workflow: Workflow) -> None:
+    tickets = _two_tickets(workflow)
+    october = datetime(2025, 10, 10, 9, tzinfo=VIETNAM)
+    workflow.send(*[ev.rating("79.SNV", overall="satisfied", channel="portal", completed_at=october, time=october) for _ in range(8)])
+    wait_until(lambda: len(workflow.sql(sa.select(store.online_ratings))) == 8, timeout=60, what="online ratings recorded")
+
+    async def two_replicas(now: datetime) -> list[DutyReport]:
+        other = create_engine_for(workflow.settings.database_url_for("workflow"), "workflow")
+        try:
+            return list(await asyncio.gather(run_duties(workflow.runtime.engine, workflow.settings, now),
+                                             run_duties(other, workflow.settings, now)))
+        finally:
+            await other.dispose()
+
+    for now in (vn(2025, 4, 29, 9), vn(2025, 5, 21, 9), vn(2025, 11, 20, 9)):  # remind; breach both; sample October
+        workflow.clock.now = now
+        reports = workflow.client.portal.call(two_replicas, now)  # type: ignore[union-attr]
+        if now.month == 4:
+            assert sorted(r for report in reports for r in report.reminded) == [tickets["service_conditions"]["id"]]
+        if now.month == 5:
+            assert sorted(b for report in reports for b in report.breached) == sorted(t["id"] for t in tickets.values())
+        if now.month == 11:
+            assert sum(report.sampled.get("2025-10", 0) for report in reports) == 2
+    notes = store.notifications
+    kinds = sorted(k for (k,) in workflow.sql(sa.select(notes.c.kind).where(notes.c.channel == "webhook")))
+    assert kinds == ["breached", "breached", "due_soon", "escalated", "escalated", "opened", "opened"]
+    history = workflow.sql(sa.select(store.ticket_history.c.action).where(store.ticket_history.c.action == "breach"))
+    assert len(history) == 2
