@@ -10,6 +10,7 @@ Rule (DOMAIN.md): within N working days of X, the day of X does not count; the d
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -20,7 +21,9 @@ import holidays
 from shared.periods import VIETNAM, local_time
 
 OVERLAY_PATH = Path(__file__).parent / "data" / "calendar_overlay.json"
+OVERLAY_ENV = "HAILONG_CALENDAR_OVERLAY"  # an operator's own overlay file, e.g. mounted from a ConfigMap
 END_OF_DAY = time(23, 59, 59)
+MAX_RANGE_DAYS = 3660  # ten years: longer ranges are a mistake (and a cheap way to make a server count)
 DAY_OFF = "day_off"
 WORKING_DAY = "working_day"
 
@@ -40,7 +43,14 @@ class Holiday:
     source: str
 
 
-def load_overlay(path: Path = OVERLAY_PATH) -> list[OverlayEntry]:
+def overlay_path() -> Path:
+    """The overlay in force: the operator's file named by HAILONG_CALENDAR_OVERLAY, else the packaged one."""
+    configured = os.environ.get(OVERLAY_ENV)
+    return Path(configured) if configured else OVERLAY_PATH
+
+
+def load_overlay(path: Path | None = None) -> list[OverlayEntry]:
+    path = path or overlay_path()
     document = json.loads(path.read_text(encoding="utf-8"))
     entries = []
     for raw in document.get("entries", []):
@@ -77,6 +87,21 @@ class WorkingCalendar:
                 remaining -= 1
         return current
 
+    def subtract_working_days(self, end: date | datetime, days: int) -> date:
+        """The working day from which `days` working days remain up to and including `end`'s date.
+
+        The inverse of `add_working_days` for a working `end`: reminders "2 working days before due".
+        """
+        if days < 0:
+            raise ValueError("days must not be negative")
+        current = local_time(end).date() if isinstance(end, datetime) else end
+        remaining = days
+        while remaining:
+            current -= timedelta(days=1)
+            if self.is_working_day(current):
+                remaining -= 1
+        return current
+
     def deadline(self, start: datetime, days: int) -> datetime:
         """End of the `days`-th working day after `start`, 23:59:59 in Asia/Ho_Chi_Minh."""
         return datetime.combine(self.add_working_days(start, days), END_OF_DAY, tzinfo=VIETNAM)
@@ -86,6 +111,10 @@ class WorkingCalendar:
         if end < start:
             return -self.working_days_between(end, start)
         return sum(1 for offset in range(1, (end - start).days + 1) if self.is_working_day(start + timedelta(days=offset)))
+
+    def start_of_day(self, day: date) -> datetime:
+        """Midnight opening `day` in Asia/Ho_Chi_Minh."""
+        return datetime.combine(day, time(0, 0), tzinfo=VIETNAM)
 
     def holidays_in(self, year: int) -> list[Holiday]:
         """Days off and swapped working days of a year, with where each comes from, for the API to show."""

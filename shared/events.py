@@ -238,6 +238,8 @@ class TicketEvent(EventData):
     resolved_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = None
     measures: str | None = None  # the public summary of what the unit did; no personal data
+    escalated_to: Literal["home_affairs", "peoples_committee"] | None = None  # who supervises it now (breach, Art. 6)
+    rating_count: int | None = Field(None, ge=0)  # ratings attached; rating_ids lists at most the first 1,000
 
 
 class PublicationDelivered(EventData):

@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     # --- scoring ---
 
     # --- workflow ---
+    smtp_host: str | None = None  # unset: e-mail notifications are recorded but not sent
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
+    mail_from: str = "hailong@localhost"
+    home_affairs_email: str | None = None  # Sở Nội vụ: breaches and escalations
+    peoples_committee_email: str | None = None  # UBND: escalations to the People's Committee
+    notify_webhook_url: str | None = None  # optional: every notification also POSTed here as JSON
+    notify_webhook_secret: str | None = None  # HMAC-SHA-256 of the body in X-Hailong-Signature
+    workflow_tick_seconds: float = Field(30.0, gt=0)  # how often the duties (breaches, reminders, sampling) run
+    verification_sample_rate: float = Field(0.25, ge=0.2, le=0.3)  # Đà Nẵng Art. 8.2: 20-30%
+    verification_sample_seed: str | None = None  # unset: derived from the JWT secret (units cannot predict it)
+    verification_sample_delay_working_days: int = Field(3, ge=0)  # late ratings of a month get this long
+    verification_channels: str = "online,portal"  # the "online ratings" that phúc tra samples
+    report_profile: str = "hcmc-2024"  # the scoring profile of Art. 6 reviews and the monthly ranking report
+    public_base_url: str | None = None  # links in e-mails, e.g. https://hailong.example.gov.vn/workflow
 
     # --- publisher ---
     map_url: str | None = None

@@ -88,3 +88,42 @@ def test_holidays_of_a_year_name_their_source() -> None:
     listed = {h.day: h for h in CALENDAR.holidays_in(2025)}
     assert listed[date(2025, 4, 26)].name == "Working day (official swap)"
     assert date(2025, 9, 2) in listed and listed[date(2025, 9, 2)].source
+
+
+def test_an_operator_overlay_file_named_in_the_environment_is_the_one_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.calendar import OVERLAY_ENV, overlay_path
+
+    overlay = tmp_path / "announced.json"
+    overlay.write_text(json.dumps({"entries": [
+        # An invented announcement: Sat 9 Jan 2027 worked in exchange for Fri 15 Jan 2027.
+        {"date": "2027-01-09", "kind": "working_day", "name": "swap", "source": "test announcement"},
+        {"date": "2027-01-15", "kind": "day_off", "name": "swap", "source": "test announcement"},
+    ]}))
+    monkeypatch.setenv(OVERLAY_ENV, str(overlay))
+    assert overlay_path() == overlay
+    calendar = WorkingCalendar()
+    # Fri 8 Jan 2027 + 5: Sat 9 (worked), 11, 12, 13, 14 → Thu 14 Jan; + 6 skips Fri 15 → Mon 18 Jan.
+    assert calendar.add_working_days(date(2027, 1, 8), 5) == date(2027, 1, 14)
+    assert calendar.add_working_days(date(2027, 1, 8), 6) == date(2027, 1, 18)
+    monkeypatch.delenv(OVERLAY_ENV)
+    assert WorkingCalendar().add_working_days(date(2027, 1, 8), 5) == date(2027, 1, 15)
+
+
+def test_a_bad_overlay_entry_is_refused(tmp_path: Path) -> None:
+    overlay = tmp_path / "bad.json"
+    overlay.write_text(json.dumps({"entries": [{"date": "2027-01-09", "kind": "holiday", "name": "x", "source": "y"}]}))
+    with pytest.raises(ValueError, match="kind"):
+        load_overlay(overlay)
+
+
+@pytest.mark.parametrize(("end", "days", "start"), [
+    # Due Tue 6 May 2025: 2 working days remain from Tue 29 Apr (30 Apr - 4 May off or weekend).
+    (date(2025, 5, 6), 2, date(2025, 4, 29)),
+    # Due Wed 11 Feb 2027, after Tết (4-10 Feb off): 1 working day remains from Wed 3 Feb.
+    (date(2027, 2, 11), 1, date(2027, 2, 3)),
+    # Due Thu 3 Sep 2026, after 31 Aug - 2 Sep off: from Thu 27 Aug only Fri 28 Aug and Thu 3 Sep remain.
+    (date(2026, 9, 3), 2, date(2026, 8, 27)),
+])
+def test_counting_back_is_the_inverse_of_adding(end: date, days: int, start: date) -> None:
+    assert CALENDAR.subtract_working_days(end, days) == start
+    assert CALENDAR.add_working_days(start, days) == end
