@@ -217,7 +217,10 @@ async def save_ticket(conn: AsyncConnection, values: dict[str, Any]) -> None:
 
 
 async def append_changes(conn: AsyncConnection, entries: list[dict[str, Any]]) -> list[int]:
-    """Append feed entries with the next sequence numbers; call last in the transaction (it holds a row lock)."""
+    """Append feed entries with the next sequence numbers; call last in the transaction (it holds a row lock).
+
+    An entry is one version of one result: the score's version for live figures, the snapshot's for official ones.
+    """
     if not entries:
         return []
     # The UPDATE takes the row lock until commit: a concurrent writer waits, so numbers commit in order.
@@ -232,7 +235,8 @@ async def append_changes(conn: AsyncConnection, entries: list[dict[str, Any]]) -
     now = datetime.now(timezone.utc)
     rows = [
         {"seq": first + index, "edition": entry["edition"], "unit_code": entry["unit_code"], "period": entry["period"],
-         "profile": entry["profile"], "version": entry["version"], "payload": {**entry, "seq": first + index},
+         "profile": entry["profile"], "version": entry.get("snapshot_version") or entry["version"],
+         "payload": {**entry, "seq": first + index},
          "published_at": now}
         for index, entry in enumerate(entries)
     ]
