@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from aiokafka import AIOKafkaProducer
@@ -65,4 +66,11 @@ def produce(bootstrap: str, prefix: str, records: list[tuple[str, str, events.Cl
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(send())
+        return
+    # Called where a loop already runs (Playwright's sync API keeps one): produce from a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(send())).result()
