@@ -65,7 +65,9 @@ def _settings(backend: Backend, bootstrap: str, prefix: str, data_dir: Path | No
 
 @pytest.fixture
 def publisher(backend: Backend, kafka_broker, topic_prefix: str) -> Iterator[Publisher]:  # type: ignore[no-untyped-def]
-    settings = _settings(backend, kafka_broker.bootstrap, topic_prefix, public_rate_limit="10000/minute")
+    # Snapshots here are the operator's: no period is recent enough for the automatic freeze to race the test.
+    settings = _settings(backend, kafka_broker.bootstrap, topic_prefix, public_rate_limit="10000/minute",
+                         snapshot_catch_up_days=1)
     with TestClient(build(settings)) as client:
         yield Publisher(client, settings, kafka_broker.bootstrap, topic_prefix)
 

@@ -241,3 +241,21 @@ def test_the_csv_follows_its_published_table_schema() -> None:
     assert ",insufficient_data," in lines[2] and lines[2].startswith(",79.STP,")
     assert package["licenses"][0]["name"] == "CC-BY-4.0"
     assert package["resources"][1]["path"] == "https://hailong.example/v1/public/units.geojson"
+
+
+def test_snapshots_wait_until_this_publisher_has_read_the_scores_topic_to_its_end() -> None:
+    from types import SimpleNamespace
+
+    from services.publisher.snapshots import caught_up
+    from shared.metrics import CONSUMER_LAG
+    from shared.settings import Settings
+
+    runtime = SimpleNamespace(settings=Settings(topic_prefix="lagtest."), spec=SimpleNamespace(name="publisher"))
+    assert not caught_up(runtime)  # nothing read yet: unknown
+    CONSUMER_LAG.labels("publisher", "lagtest.scores.v1", "0").set(0)
+    CONSUMER_LAG.labels("publisher", "lagtest.scores.v1", "1").set(12)
+    CONSUMER_LAG.labels("publisher", "lagtest.tickets.v1", "0").set(0)
+    assert not caught_up(runtime)
+    CONSUMER_LAG.labels("publisher", "lagtest.scores.v1", "1").set(0)
+    CONSUMER_LAG.labels("scoring", "lagtest.scores.v1", "2").set(99)  # another service's lag is not ours
+    assert caught_up(runtime)
