@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit bench install kafka-jars postgres-server clean
+.PHONY: run test test-unit bench install kafka-jars postgres-server web chromium clean
 
-run: install kafka-jars  ## start Kafka, the four services and reference data; Ctrl-C stops all
+run: install kafka-jars web  ## start Kafka, the four services and reference data; Ctrl-C stops all
 	$(PY) -m deploy.dev
 
-test: install kafka-jars postgres-server  ## the whole suite against real Kafka, PostgreSQL and SQLite
+test: install kafka-jars postgres-server web chromium  ## the whole suite against real Kafka, PostgreSQL and SQLite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install  ## pure domain tests only (seconds)
@@ -31,6 +31,20 @@ kafka-jars: install  ## Apache Kafka broker jars from Maven Central, cached afte
 
 postgres-server:  ## PostgreSQL server binaries from Debian if the machine lacks them
 	bash deploy/postgres/ensure-server.sh
+
+# The publisher's public page: front-end inputs from npm, built once (the country outline, projected).
+PUBLISHER_WEB := services/publisher/web
+MAP_ASSET := services/publisher/static/build/vietnam-map.json
+
+web: $(MAP_ASSET)  ## publisher's map of Việt Nam from world-atlas + d3-geo (npm), built at build time
+
+$(MAP_ASSET): $(PUBLISHER_WEB)/package.json $(PUBLISHER_WEB)/package-lock.json $(PUBLISHER_WEB)/build-map.mjs
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
+	cd $(PUBLISHER_WEB) && npm ci --no-audit --no-fund --loglevel=error
+	node $(PUBLISHER_WEB)/build-map.mjs $@
+
+chromium:  ## Debian's Chromium for the publisher's browser test (Playwright drives it; no browser download)
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 clean:  ## remove local state (databases, broker data); keeps the jar cache and the virtualenv
 	rm -rf var

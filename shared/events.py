@@ -249,6 +249,7 @@ class PublicationDelivered(EventData):
     profile: str
     version: int
     delivered_at: AwareDatetime
+    edition: Literal["live", "official"] = "live"  # official: a frozen quarter/year snapshot; version is its version
 
 
 DATA_SCHEMAS: dict[str, type[EventData]] = {

@@ -76,6 +76,30 @@ class Settings(BaseSettings):
     map_signing_secret: str | None = None
     map_timeout_seconds: float = Field(5.0, gt=0)
     map_max_backoff_seconds: float = Field(60.0, gt=0)
+    map_concurrency: int = Field(4, ge=1, le=64)  # requests in flight to the map at once
+    map_rate_per_second: float = Field(20.0, gt=0)  # requests started per second, at most
+    map_profiles: str = ""  # comma-separated profiles pushed to the map; empty: every profile
+    # The national portal: the same push machinery as the map, unset URL: no pushes (it can poll /v1/sync/results).
+    portal_url: str | None = None
+    portal_token: str | None = None
+    portal_signing_secret: str | None = None
+    portal_timeout_seconds: float = Field(5.0, gt=0)
+    portal_concurrency: int = Field(4, ge=1, le=64)
+    portal_rate_per_second: float = Field(20.0, gt=0)
+    portal_profiles: str = ""
+    # Circuit breaker per target: this many failed attempts in a row open it for the cool-down (doubling, capped).
+    delivery_breaker_failures: int = Field(5, ge=1)
+    delivery_breaker_cooldown_seconds: float = Field(15.0, gt=0)
+    # Public outputs: units with fewer ratings show "insufficient data" instead of figures.
+    public_min_ratings: int = Field(5, ge=1)
+    public_rate_limit: str = "300/minute"  # per client address, on every public endpoint
+    public_default_profile: str = "hcmc-2024"  # the page's profile when the visitor picks none (if it has data)
+    # Official snapshots freeze a quarter's and a year's rankings once the period has closed (UTC+7) and this
+    # long has passed, so scores of the last minutes' ratings are in; older closed periods are not frozen
+    # automatically (an operator can) so that a projection rebuilt from the topics does not freeze history.
+    snapshot_settle_minutes: float = Field(5.0, ge=0)
+    snapshot_catch_up_days: int = Field(92, ge=1)
+    snapshot_check_seconds: float = Field(30.0, gt=0)
 
     # (end of service sections)
 

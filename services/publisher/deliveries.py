@@ -1,148 +1,227 @@
-"""The delivery worker: pushes queued results to the institution map, retrying as the contract says.
+"""The delivery workers: push queued results to each target (the institution map, the national portal).
 
-State lives in the database, so a publisher killed mid-push resends the same version, with the same
-body and Idempotency-Key, when it comes back.
+Deliveries are rows in the database, not tasks in memory: a publisher killed mid-push finds the same
+version — same body, same Idempotency-Key — when it comes back, and replicas share the log by claiming
+rows for a lease. Per target: at most `concurrency` requests in flight, at most `rate_per_second` started
+per second, and a circuit breaker that stops claiming work while the target is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from aiolimiter import AsyncLimiter
 
 from services.publisher import store
-from services.publisher.domain.delivery import DEAD, DELIVERED, Backoff, next_delay, outcome_of, retry_after_seconds, signature
-from services.publisher.handlers import MAP_TARGET
+from services.publisher.domain.breaker import CircuitBreaker
+from services.publisher.domain.delivery import (
+    DEAD, DELIVERED, Backoff, idempotency_key, next_delay, outcome_of, retry_after_seconds, signature, target_path,
+)
+from services.publisher.domain.publication import profile_filter
+from services.publisher.metrics import CIRCUIT, DELIVERIES, DELIVERY_ATTEMPTS, DELIVERY_SECONDS, OLDEST_DUE
 from shared import events, topics
 from shared.aio import wait_event
 from shared.bus.outbox import add_to_outbox
 from shared.logging import get_logger
 from shared.service import Runtime
+from shared.settings import Settings
 
 log = get_logger(__name__)
 SOURCE = "/hailong/publisher"
-WAKEUP = "deliveries_wakeup"
-CONCURRENCY_PER_TARGET = 4
-DUE_STATUSES = ("pending", "retry")
+WAKEUPS = "delivery_wakeups"
+MAP, PORTAL = "map", "portal"
+IDLE_SECONDS = 5.0
+GAUGE_EVERY_SECONDS = 5.0
 
 
-def wake_deliveries(runtime: Runtime, _topics: list[str]) -> None:
-    wakeup = runtime.extras.get(WAKEUP)
-    if wakeup is not None:
+@dataclass(frozen=True)
+class DeliveryTarget:
+    name: str
+    base_url: str
+    token: str | None
+    signing_secret: str
+    timeout_seconds: float
+    concurrency: int
+    rate_per_second: float
+    profiles: frozenset[str]
+    max_backoff_seconds: float
+
+    def url(self, unit_code: str, period: str) -> str:
+        return self.base_url.rstrip("/") + target_path(unit_code, period)
+
+
+def delivery_targets(settings: Settings) -> list[DeliveryTarget]:
+    """The targets configured: the map when HAILONG_MAP_URL is set, the portal when HAILONG_PORTAL_URL is."""
+    targets = []
+    if settings.map_url:
+        targets.append(DeliveryTarget(
+            MAP, settings.map_url, settings.map_token, settings.map_signing_secret or "", settings.map_timeout_seconds,
+            settings.map_concurrency, settings.map_rate_per_second, profile_filter(settings.map_profiles),
+            settings.map_max_backoff_seconds,
+        ))
+    if settings.portal_url:
+        targets.append(DeliveryTarget(
+            PORTAL, settings.portal_url, settings.portal_token, settings.portal_signing_secret or "",
+            settings.portal_timeout_seconds, settings.portal_concurrency, settings.portal_rate_per_second,
+            profile_filter(settings.portal_profiles), settings.map_max_backoff_seconds,
+        ))
+    return targets
+
+
+def wake_deliveries(runtime: Runtime, _topics: list[str] | None = None) -> None:
+    for wakeup in runtime.extras.get(WAKEUPS, {}).values():
         wakeup.set()
 
 
-async def deliver_to_map(runtime: Runtime) -> None:
-    settings = runtime.settings
-    if not settings.map_url:
-        log.info("HAILONG_MAP_URL is not set; results are not pushed to the institution map")
+async def deliver_results(runtime: Runtime) -> None:
+    """Background worker: one delivery loop per configured target."""
+    targets = delivery_targets(runtime.settings)
+    if not targets:
+        log.info("no push target configured (HAILONG_MAP_URL, HAILONG_PORTAL_URL); results are served, not pushed")
         return
-    wakeup = runtime.extras.setdefault(WAKEUP, asyncio.Event())
-    policy = Backoff(max_seconds=settings.map_max_backoff_seconds)
-    limit = asyncio.Semaphore(CONCURRENCY_PER_TARGET)
-    async with httpx.AsyncClient(timeout=settings.map_timeout_seconds) as client:
-        while True:
-            try:
-                due = await _due_deliveries(runtime)
-                if due:
-                    await asyncio.gather(*(_attempt(runtime, client, limit, policy, row) for row in due))
-                    continue
-                wait = await _seconds_until_next(runtime)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database trouble: keep the loop alive
-                log.warning("delivery loop failed; will retry", error=repr(exc))
-                wait = 2.0
-            await wait_event(wakeup, wait)
-            wakeup.clear()
+    workers = [TargetWorker(runtime, target) for target in targets]
+    await asyncio.gather(*(worker.run() for worker in workers))
 
 
-async def _due_deliveries(runtime: Runtime) -> list[sa.Row]:
-    table = store.deliveries
-    now = datetime.now(timezone.utc)
-    async with runtime.engine.connect() as conn:
-        return list(
-            (
-                await conn.execute(
-                    sa.select(table)
-                    .where(table.c.target == MAP_TARGET, table.c.status.in_(DUE_STATUSES), table.c.next_attempt_at <= now)
-                    .order_by(table.c.next_attempt_at, table.c.id)
-                    .limit(50)
-                )
-            ).all()
-        )
+class TargetWorker:
+    def __init__(self, runtime: Runtime, target: DeliveryTarget) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.target = target
+        self.owner = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.breaker = CircuitBreaker(settings.delivery_breaker_failures, settings.delivery_breaker_cooldown_seconds)
+        self.backoff = Backoff(max_seconds=target.max_backoff_seconds)
+        self.in_flight = asyncio.Semaphore(target.concurrency)
+        self.rate = AsyncLimiter(target.rate_per_second, 1.0)
+        self.lease = timedelta(seconds=target.timeout_seconds + 30)
+        self.wakeup = asyncio.Event()
+        runtime.extras.setdefault(WAKEUPS, {})[target.name] = self.wakeup
+        self._gauges_at = 0.0
 
+    async def run(self) -> None:
+        CIRCUIT.labels(self.target.name).state(self.breaker.state)
+        async with httpx.AsyncClient(timeout=self.target.timeout_seconds, headers={"User-Agent": "hailong-publisher/1"}) as client:
+            while True:
+                try:
+                    await self._refresh_gauges()
+                    pause = self.breaker.seconds_until_probe(time.monotonic())
+                    if pause <= 0:
+                        rows = await self._claim(self.breaker.batch_size(self.target.concurrency * 2))
+                        if rows:
+                            await asyncio.gather(*(self._attempt(client, row) for row in rows))
+                            continue
+                        pause = await self._seconds_until_next_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # database trouble: keep the loop alive, the rows wait in the database
+                    log.warning("delivery loop failed; will retry", target=self.target.name, error=repr(exc))
+                    pause = 2.0
+                await wait_event(self.wakeup, pause)
+                self.wakeup.clear()
 
-async def _seconds_until_next(runtime: Runtime) -> float:
-    table = store.deliveries
-    async with runtime.engine.connect() as conn:
-        earliest = await conn.scalar(sa.select(sa.func.min(table.c.next_attempt_at)).where(table.c.status.in_(DUE_STATUSES)))
-    if earliest is None:
-        return 5.0
-    return min(5.0, max(0.01, (earliest - datetime.now(timezone.utc)).total_seconds()))
+    async def _claim(self, limit: int) -> list[Any]:
+        async with self.runtime.engine.begin() as conn:
+            return await store.claim_due(conn, self.target.name, self.owner, limit, self.lease, datetime.now(timezone.utc))
 
+    async def _seconds_until_next_due(self) -> float:
+        async with self.runtime.engine.connect() as conn:
+            earliest = await store.next_due_at(conn, self.target.name)
+        if earliest is None:
+            return IDLE_SECONDS
+        return min(IDLE_SECONDS, max(0.01, (earliest - datetime.now(timezone.utc)).total_seconds()))
 
-async def _attempt(runtime: Runtime, client: httpx.AsyncClient, limit: asyncio.Semaphore, policy: Backoff, row: sa.Row) -> None:
-    settings = runtime.settings
-    url = f"{settings.map_url.rstrip('/')}/units/{row.unit_code}/satisfaction/{row.period}"
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": f"{row.unit_code}:{row.period}:{row.profile}:v{row.version}",
-        "X-Hailong-Signature": signature(settings.map_signing_secret or "", row.body),
-    }
-    if settings.map_token:
-        headers["Authorization"] = f"Bearer {settings.map_token}"
-    status_code: int | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    started = time.perf_counter()
-    async with limit:
+    async def _attempt(self, client: httpx.AsyncClient, row: Any) -> None:
+        async with self.in_flight, self.rate:
+            if not self.breaker.acquire(time.monotonic()):
+                async with self.runtime.engine.begin() as conn:
+                    await store.release_claim(conn, row.id, self.owner)
+                return
+            status_code, error, retry_after, seconds = await self._put(client, row)
+        outcome = outcome_of(status_code)
+        if outcome == DELIVERED or outcome == DEAD:
+            self.breaker.record_success()  # the target answered; a 4xx is about the request, not its health
+        else:
+            self.breaker.record_failure(time.monotonic())
+        CIRCUIT.labels(self.target.name).state(self.breaker.state)
+        DELIVERY_ATTEMPTS.labels(self.target.name, outcome).inc()
+        DELIVERY_SECONDS.labels(self.target.name).observe(seconds)
+        await self._record(row, outcome, status_code, error, retry_after, seconds)
+        if outcome != DELIVERED:
+            self.wakeup.set()  # the breaker may have opened or closed: re-plan at once
+
+    async def _put(self, client: httpx.AsyncClient, row: Any) -> tuple[int | None, str | None, float | None, float]:
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(row.unit_code, row.period, row.profile, row.edition, row.version),
+            "X-Hailong-Signature": signature(self.target.signing_secret, row.body),
+        }
+        if self.target.token:
+            headers["Authorization"] = f"Bearer {self.target.token}"
+        started = time.perf_counter()
         try:
-            response = await client.put(url, content=row.body, headers=headers)
-            status_code = response.status_code
-            retry_after = retry_after_seconds(response.headers.get("retry-after"), datetime.now(timezone.utc))
-            if status_code >= 300:
-                error = f"HTTP {status_code}: {response.text[:300]}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-    await _record(runtime, row, status_code, error, retry_after, policy, (time.perf_counter() - started) * 1000)
+            response = await client.put(self.target.url(row.unit_code, row.period), content=row.body, headers=headers)
+        except httpx.HTTPError as exc:  # timeouts and refused connections: retried
+            return None, f"{type(exc).__name__}: {exc}"[:500], None, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        retry_after = retry_after_seconds(response.headers.get("retry-after"), datetime.now(timezone.utc))
+        error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:300]}"
+        return response.status_code, error, retry_after, seconds
 
+    async def _record(
+        self, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None, seconds: float,
+    ) -> None:
+        now = datetime.now(timezone.utc)
+        attempts = row.attempts + 1
+        if outcome == DELIVERED:
+            changes = {"status": store.DELIVERED, "attempts": attempts, "delivered_version": row.version,
+                       "delivered_at": now, "last_error": None}
+        elif outcome == DEAD:
+            changes = {"status": store.DEAD, "attempts": attempts, "last_error": error}
+        else:
+            delay = next_delay(attempts, retry_after, self.backoff)
+            changes = {"status": store.RETRY, "attempts": attempts, "last_error": error,
+                       "next_attempt_at": now + timedelta(seconds=delay)}
+        attempt = {"at": now, "status_code": status_code, "outcome": outcome, "error": error, "duration_ms": seconds * 1000}
+        async with self.runtime.transaction() as conn:
+            applied = await store.record_attempt(conn, row, self.owner, changes, attempt)
+            if outcome == DELIVERED and applied:
+                data = events.PublicationDelivered(
+                    target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
+                    version=row.version, delivered_at=now, edition=row.edition,
+                )
+                await add_to_outbox(
+                    conn, store.bus, self.runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
+                    events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
+                )
+        log.info(
+            "delivery attempt", target=row.target, unit=row.unit_code, period=row.period, profile=row.profile,
+            edition=row.edition, version=row.version, outcome=outcome, status=status_code,
+        )
 
-async def _record(
-    runtime: Runtime, row: sa.Row, status_code: int | None, error: str | None, retry_after: float | None,
-    policy: Backoff, duration_ms: float,
-) -> None:
-    table = store.deliveries
-    outcome = outcome_of(status_code)
-    now = datetime.now(timezone.utc)
-    if outcome == DELIVERED:
-        changes = {"status": "delivered", "delivered_version": row.version, "last_error": None}
-    elif outcome == DEAD:
-        changes = {"status": "dead", "last_error": error}
-    else:
-        delay = next_delay(row.attempts + 1, retry_after, policy)
-        changes = {"status": "retry", "attempts": row.attempts + 1, "last_error": error, "next_attempt_at": now + timedelta(seconds=delay)}
-    async with runtime.transaction() as conn:
-        await conn.execute(
-            store.delivery_attempts.insert().values(
-                delivery_id=row.id, version=row.version, at=now, status_code=status_code, outcome=outcome,
-                error=error, duration_ms=duration_ms,
+    async def _refresh_gauges(self) -> None:
+        if time.monotonic() - self._gauges_at < GAUGE_EVERY_SECONDS:
+            return
+        self._gauges_at = time.monotonic()
+        table = store.deliveries
+        async with self.runtime.engine.connect() as conn:
+            counts = dict((await conn.execute(
+                sa.select(table.c.status, sa.func.count()).where(table.c.target == self.target.name).group_by(table.c.status)
+            )).all())
+            oldest = await conn.scalar(
+                sa.select(sa.func.min(table.c.updated_at)).where(
+                    table.c.target == self.target.name, table.c.status.in_(store.DUE_STATUSES)
+                )
             )
-        )
-        # Only if no newer version was queued meanwhile; otherwise the row stays pending for it.
-        updated = await conn.execute(
-            table.update().where(table.c.id == row.id, table.c.version == row.version).values(updated_at=now, **changes)
-        )
-        if outcome == DELIVERED and updated.rowcount:
-            data = events.PublicationDelivered(
-                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
-                version=row.version, delivered_at=now,
-            )
-            await add_to_outbox(
-                conn, store.bus, runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
-                events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
-            )
-    log.info("delivery attempt", target=row.target, unit=row.unit_code, period=row.period, version=row.version, outcome=outcome, status=status_code)
+        for status in store.DELIVERY_STATUSES:
+            DELIVERIES.labels(self.target.name, status).set(counts.get(status, 0))
+        age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest else 0.0
+        OLDEST_DUE.labels(self.target.name).set(max(0.0, age))

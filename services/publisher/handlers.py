@@ -1,80 +1,131 @@
-"""Publisher's event handlers: keep the newest score per unit and period, and queue it for each target.
+"""Publisher's event handlers: project units, scores and tickets; publish each batch's new results once.
 
-A pending delivery of the same unit, period and profile is replaced by the newer version (collapse).
+Handlers only record what changed; `publish_results` (the batch's before-commit hook) turns the newest
+score of each touched unit, period and profile into a public result, appends it to the changes feed and
+queues it for every push target — all in the consumer's transaction, so a crash loses or repeats nothing.
+Nothing about officers is published: officer events have no handler here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
 from services.publisher import store
+from services.publisher.domain.publication import LIVE, PublicResult, peer_rank, public_result, pushes_profile
+from services.publisher.reference import provincial_seat
 from shared import events
-from shared.bus.consumer import Handler, Tx
-from shared.db import upsert
+from shared.bus.consumer import BatchHook, Handler, Tx
 
-MAP_TARGET = "map"
-
-
-async def _rank(tx: Tx, score: events.ScoreChanged) -> int | None:
-    if score.score is None or score.band == "insufficient_data":
-        return None
-    table = store.latest_scores
-    better = await tx.conn.scalar(
-        sa.select(sa.func.count()).select_from(table).where(
-            table.c.profile == score.profile, table.c.period == score.period, table.c.score > score.score
-        )
-    )
-    return int(better or 0) + 1
+NEW_SCORES = "publisher.new_scores"
 
 
-def map_payload(score: events.ScoreChanged, rank: int | None) -> bytes:
-    """The contract's body for PUT /units/{unit}/satisfaction/{period}: fixed once per version."""
-    return orjson.dumps(
-        {
-            "unit_code": score.unit_code, "period": score.period, "profile": score.profile, "score": score.score,
-            "max_score": score.max_score, "band": score.band, "rank": rank, "components": score.components,
-            "ratings": score.ratings, "dossiers": score.dossiers, "version": score.version,
-            "updated_at": score.updated_at.isoformat(),
-        }
-    )
+@dataclass(frozen=True)
+class Target:
+    """A push target (the institution map, the national portal) and the profiles it receives."""
+
+    name: str
+    profiles: frozenset[str] = frozenset()
 
 
-async def queue_delivery(tx: Tx, target: str, score: events.ScoreChanged, body: bytes) -> None:
-    table = store.deliveries
-    key = (table.c.target == target, table.c.unit_code == score.unit_code, table.c.period == score.period, table.c.profile == score.profile)
-    current = (await tx.conn.execute(sa.select(table.c.id, table.c.version).where(*key))).first()
-    now = datetime.now(timezone.utc)
-    fresh = {"version": score.version, "body": body, "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None, "updated_at": now}
-    if current is None:
-        await tx.conn.execute(
-            table.insert().values(target=target, unit_code=score.unit_code, period=score.period, profile=score.profile, **fresh)
-        )
-    elif current.version < score.version:
-        await tx.conn.execute(table.update().where(table.c.id == current.id).values(**fresh))
+@dataclass(frozen=True)
+class PublicationPolicy:
+    min_ratings: int = 5
+    targets: tuple[Target, ...] = field(default_factory=tuple)
 
 
-def build_handlers(targets: list[str]) -> dict[str, Handler]:
-    async def on_score_changed(event: events.CloudEvent, score: events.ScoreChanged, tx: Tx) -> None:
-        table = store.latest_scores
-        key = (table.c.profile == score.profile, table.c.unit_code == score.unit_code, table.c.period == score.period)
-        known = await tx.conn.scalar(sa.select(table.c.version).where(*key))
-        if known is not None and known >= score.version:
-            return  # versions only go up; an older one arriving late changes nothing
-        await tx.conn.execute(
-            upsert(
-                table,
-                {"profile": score.profile, "unit_code": score.unit_code, "period": score.period, "version": score.version,
-                 "score": score.score, "payload": score.model_dump(mode="json")},
-                ["profile", "unit_code", "period"],
-                tx.conn.dialect.name,
+def push_body(result: PublicResult, edition: str, version: int, snapshot_version: int | None = None) -> bytes:
+    """The contract's body for PUT /units/{unit}/satisfaction/{period}; fixed once per version and edition."""
+    body: dict[str, Any] = {
+        "unit_code": result.unit_code, "period": result.period, "profile": result.profile, "score": result.score,
+        "max_score": result.max_score, "band": result.band, "rank": result.rank, "components": result.components,
+        "ratings": result.ratings, "dossiers": result.dossiers, "version": version, "updated_at": result.updated_at,
+        # Extensions: the unit's name, whether the figure is provisional, live or official.
+        "unit_name": result.unit_name, "provisional": result.provisional, "edition": edition,
+    }
+    if snapshot_version is not None:
+        body["snapshot_version"] = snapshot_version
+        body["score_version"] = result.version
+    return orjson.dumps(body)
+
+
+def feed_entry(result: PublicResult, edition: str, snapshot_version: int | None = None) -> dict[str, Any]:
+    return {**result.as_dict(), "edition": edition, "snapshot_version": snapshot_version}
+
+
+async def queue_for_targets(
+    tx_conn: Any, policy: PublicationPolicy, result: PublicResult, edition: str, version: int, body: bytes
+) -> None:
+    for target in policy.targets:
+        if pushes_profile(target.profiles, result.profile):
+            await store.queue_delivery(
+                tx_conn, target.name, edition, result.unit_code, result.period, result.profile, version, body
             )
-        )
-        if targets:
-            body = map_payload(score, await _rank(tx, score))
-            for target in targets:
-                await queue_delivery(tx, target, score, body)
 
-    return {events.SCORE_CHANGED: on_score_changed}
+
+async def on_unit_upserted(event: events.CloudEvent, unit: events.UnitUpserted, tx: Tx) -> None:
+    lat, lon, source = unit.lat, unit.lon, "registry"
+    if lat is None or lon is None:
+        seat = provincial_seat(unit.code) if unit.level == "province" else None
+        lat, lon, source = (seat.lat, seat.lon, "provincial_seat") if seat else (None, None, None)
+    await store.save_unit(
+        tx.conn,
+        {
+            "code": unit.code, "name": unit.name, "level": unit.level, "parent_code": unit.parent_code,
+            "lat": lat, "lon": lon, "coordinates_source": source,
+            "valid_from": unit.valid_from, "valid_to": unit.valid_to, "successor_code": unit.successor_code,
+            "updated_at": datetime.now(timezone.utc),
+        },
+    )
+
+
+async def on_score_changed(event: events.CloudEvent, score: events.ScoreChanged, tx: Tx) -> None:
+    payload = score.model_dump(mode="json")
+    if await store.save_latest_score(tx.conn, payload):
+        # Several versions of one result in a batch: only the newest is published.
+        tx.state.setdefault(NEW_SCORES, {})[(score.profile, score.unit_code, score.period)] = payload
+
+
+async def on_ticket_event(event: events.CloudEvent, ticket: events.TicketEvent, tx: Tx) -> None:
+    await store.save_ticket(
+        tx.conn,
+        {
+            "ticket_id": ticket.ticket_id, "unit_code": ticket.unit_code, "category": ticket.category,
+            "severity": ticket.severity, "status": ticket.status, "period": ticket.period,
+            "opened_at": ticket.opened_at, "due_at": ticket.due_at, "breached": ticket.breached,
+            "resolved_at": ticket.resolved_at, "closed_at": ticket.closed_at,
+            "measures": ticket.measures, "event_time": event.time,
+        },
+    )
+
+
+def build_handlers() -> dict[str, Handler]:
+    return {
+        events.UNIT_UPSERTED: on_unit_upserted,
+        events.SCORE_CHANGED: on_score_changed,
+        events.TICKET_OPENED: on_ticket_event,
+        events.TICKET_UPDATED: on_ticket_event,
+    }
+
+
+def build_publish_results(policy: PublicationPolicy) -> BatchHook:
+    async def publish_results(tx: Tx) -> None:
+        """Before the batch commits: feed entries and pushes for the newest score of each touched result."""
+        new_scores: dict[tuple[str, str, str], dict[str, Any]] = tx.state.pop(NEW_SCORES, {})
+        if not new_scores:
+            return
+        unit_infos = await store.units_by_code(tx.conn, sorted({unit for _, unit, _ in new_scores}))
+        entries = []
+        for key in sorted(new_scores):
+            score = new_scores[key]
+            result = public_result(score, unit_infos.get(score["unit_code"]), policy.min_ratings)
+            if result.rankable:
+                result = replace(result, rank=peer_rank(result, await store.better_peers(tx.conn, result, policy.min_ratings)))
+            entries.append(feed_entry(result, LIVE))
+            await queue_for_targets(tx.conn, policy, result, LIVE, result.version, push_body(result, LIVE, result.version))
+        await store.append_changes(tx.conn, entries)  # last: it holds the feed's sequence lock until commit
+
+    return publish_results

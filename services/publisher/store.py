@@ -1,14 +1,40 @@
-"""Publisher's tables: the newest score per unit and period, and the delivery log per target."""
+"""Publisher's tables and the writes its handlers and workers make.
+
+Projections of the events it consumes (units, the newest score per unit/period/profile, tickets), the
+changes feed with its gap-free sequence, immutable official snapshots, and the delivery log per target.
+"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.publisher.domain.publication import INSUFFICIENT, PublicResult, UnitInfo
 from shared.bus.tables import define_bus_tables
-from shared.db import UtcDateTime
+from shared.db import UtcDateTime, upsert
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+units = sa.Table(
+    "units",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("level", sa.String(32), nullable=False),
+    sa.Column("parent_code", sa.String(64), nullable=True),
+    sa.Column("lat", sa.Float, nullable=True),
+    sa.Column("lon", sa.Float, nullable=True),
+    sa.Column("coordinates_source", sa.String(32), nullable=True),
+    sa.Column("valid_from", sa.String(32), nullable=True),
+    sa.Column("valid_to", sa.String(32), nullable=True),
+    sa.Column("successor_code", sa.String(64), nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
 
 latest_scores = sa.Table(
     "latest_scores",
@@ -19,13 +45,84 @@ latest_scores = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("band", sa.String(32), nullable=True),
+    sa.Column("ratings", sa.Integer, nullable=True),
+    sa.Column("provisional", sa.Boolean, nullable=True),
+    sa.Index("ix_latest_scores_period", "profile", "period", "score"),
+    sa.Index("ix_latest_scores_unit", "unit_code", "profile"),
 )
 
-# One row per target, unit, period and profile: a newer version replaces a pending one (collapse).
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("ticket_id", sa.String(64), primary_key=True),
+    sa.Column("unit_code", sa.String(64), nullable=False, index=True),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("breached", sa.Boolean, nullable=False),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.Column("closed_at", UtcDateTime, nullable=True),
+    sa.Column("measures", sa.Text, nullable=True),
+    sa.Column("event_time", UtcDateTime, nullable=False),
+)
+
+# The changes feed: `seq` is handed out under a row lock on `sequences`, so sequence order is commit order
+# and a reader that saw seq N has seen every seq below N (no gaps, whatever replicas write concurrently).
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("edition", sa.String(16), nullable=False),
+    sa.Column("unit_code", sa.String(64), nullable=False),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("profile", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("published_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("edition", "profile", "unit_code", "period", "version", name="uq_changes_version"),
+)
+
+sequences = sa.Table(
+    "sequences",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("next_value", sa.BigInteger, nullable=False),
+)
+
+# Official snapshots: written once, never updated or deleted (database triggers refuse it).
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("period", sa.String(8), nullable=False),
+    sa.Column("profile", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("frozen_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(255), nullable=False),
+    sa.Column("unit_count", sa.Integer, nullable=False),
+    sa.UniqueConstraint("period", "profile", "version", name="uq_snapshots_version"),
+)
+
+snapshot_items = sa.Table(
+    "snapshot_items",
+    metadata,
+    sa.Column("snapshot_id", sa.BigInteger, primary_key=True),
+    sa.Column("unit_code", sa.String(64), primary_key=True),
+    sa.Column("level", sa.String(32), nullable=True),
+    sa.Column("rank", sa.Integer, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index("ix_snapshot_items_unit", "unit_code"),
+)
+
+# One row per target, unit, period, profile and edition: a newer version replaces a pending one (collapse).
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("target", sa.String(32), nullable=False),
     sa.Column("unit_code", sa.String(64), nullable=False),
     sa.Column("period", sa.String(8), nullable=False),
@@ -38,14 +135,18 @@ deliveries = sa.Table(
     sa.Column("delivered_version", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("target", "unit_code", "period", "profile", name="uq_deliveries_subject"),
+    sa.Column("edition", sa.String(16), nullable=False, server_default="live"),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UtcDateTime, nullable=True),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("target", "unit_code", "period", "profile", "edition", name="uq_deliveries_subject"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
 
 delivery_attempts = sa.Table(
     "delivery_attempts",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
     sa.Column("delivery_id", sa.BigInteger, nullable=False, index=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
@@ -54,3 +155,178 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Float, nullable=False),
 )
+
+PENDING, RETRY, DELIVERED, DEAD = "pending", "retry", "delivered", "dead"
+DUE_STATUSES = (PENDING, RETRY)
+DELIVERY_STATUSES = (PENDING, RETRY, DELIVERED, DEAD)
+CHANGES_SEQUENCE = "changes"
+
+
+def unit_info(row: Any) -> UnitInfo:
+    return UnitInfo(row.code, row.name, row.level, row.parent_code, row.lat, row.lon, row.valid_to, row.successor_code)
+
+
+async def save_unit(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(upsert(units, values, ["code"], conn.dialect.name))
+
+
+async def units_by_code(conn: AsyncConnection, codes: list[str]) -> dict[str, UnitInfo]:
+    if not codes:
+        return {}
+    rows = await conn.execute(sa.select(units).where(units.c.code.in_(codes)))
+    return {row.code: unit_info(row) for row in rows}
+
+
+async def save_latest_score(conn: AsyncConnection, score: dict[str, Any]) -> bool:
+    """Keep the newest version per unit, period and profile; False when `score` is not newer."""
+    key = (latest_scores.c.profile == score["profile"], latest_scores.c.unit_code == score["unit_code"],
+           latest_scores.c.period == score["period"])
+    known = await conn.scalar(sa.select(latest_scores.c.version).where(*key))
+    if known is not None and known >= score["version"]:
+        return False  # versions only go up; an older one arriving late changes nothing
+    values = {
+        "profile": score["profile"], "unit_code": score["unit_code"], "period": score["period"],
+        "version": score["version"], "score": score["score"], "payload": score, "band": score["band"],
+        "ratings": score["ratings"], "provisional": bool(score.get("provisional", False)),
+    }
+    await conn.execute(upsert(latest_scores, values, ["profile", "unit_code", "period"], conn.dialect.name))
+    return True
+
+
+async def better_peers(conn: AsyncConnection, result: PublicResult, min_ratings: int) -> int:
+    """How many rankable units of the same level score strictly higher in the same period and profile."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(latest_scores.outerjoin(units, units.c.code == latest_scores.c.unit_code))
+        .where(
+            latest_scores.c.profile == result.profile, latest_scores.c.period == result.period,
+            latest_scores.c.score > result.score, latest_scores.c.band != INSUFFICIENT,
+            latest_scores.c.ratings >= min_ratings, sa.not_(latest_scores.c.provisional),
+        )
+    )
+    query = query.where(units.c.level == result.level) if result.level else query.where(units.c.level.is_(None))
+    return int(await conn.scalar(query) or 0)
+
+
+async def save_ticket(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """The newest state of a ticket; an event older than the one applied changes nothing."""
+    known = await conn.scalar(sa.select(tickets.c.event_time).where(tickets.c.ticket_id == values["ticket_id"]))
+    if known is not None and known > values["event_time"]:
+        return
+    await conn.execute(upsert(tickets, values, ["ticket_id"], conn.dialect.name))
+
+
+async def append_changes(conn: AsyncConnection, entries: list[dict[str, Any]]) -> list[int]:
+    """Append feed entries with the next sequence numbers; call last in the transaction (it holds a row lock).
+
+    An entry is one version of one result: the score's version for live figures, the snapshot's for official ones.
+    """
+    if not entries:
+        return []
+    # The UPDATE takes the row lock until commit: a concurrent writer waits, so numbers commit in order.
+    updated = await conn.execute(
+        sequences.update().where(sequences.c.name == CHANGES_SEQUENCE)
+        .values(next_value=sequences.c.next_value + len(entries))
+    )
+    if not updated.rowcount:
+        await conn.execute(sequences.insert().values(name=CHANGES_SEQUENCE, next_value=1 + len(entries)))
+    last = int(await conn.scalar(sa.select(sequences.c.next_value).where(sequences.c.name == CHANGES_SEQUENCE)))
+    first = last - len(entries)
+    now = datetime.now(timezone.utc)
+    rows = [
+        {"seq": first + index, "edition": entry["edition"], "unit_code": entry["unit_code"], "period": entry["period"],
+         "profile": entry["profile"], "version": entry.get("snapshot_version") or entry["version"],
+         "payload": {**entry, "seq": first + index},
+         "published_at": now}
+        for index, entry in enumerate(entries)
+    ]
+    await conn.execute(changes.insert(), rows)
+    return [row["seq"] for row in rows]
+
+
+async def queue_delivery(
+    conn: AsyncConnection, target: str, edition: str, unit_code: str, period: str, profile: str, version: int, body: bytes
+) -> None:
+    """Queue `version` for `target`, replacing an older pending one (collapse); a delivered or dead row is reopened.
+
+    A row already backing off keeps its schedule and attempt count: a newer version must not make a failing
+    target be hammered sooner than its backoff (or its Retry-After) allows.
+    """
+    key = (deliveries.c.target == target, deliveries.c.unit_code == unit_code, deliveries.c.period == period,
+           deliveries.c.profile == profile, deliveries.c.edition == edition)
+    current = (await conn.execute(sa.select(deliveries.c.id, deliveries.c.version, deliveries.c.status).where(*key))).first()
+    now = datetime.now(timezone.utc)
+    fresh = {"version": version, "body": body, "last_error": None, "updated_at": now}
+    if current is None:
+        await conn.execute(
+            deliveries.insert().values(
+                target=target, unit_code=unit_code, period=period, profile=profile, edition=edition,
+                status=PENDING, attempts=0, next_attempt_at=now, **fresh,
+            )
+        )
+    elif current.version < version:
+        if current.status == RETRY:
+            fresh.update(status=RETRY)
+        else:
+            fresh.update(status=PENDING, attempts=0, next_attempt_at=now)
+        await conn.execute(deliveries.update().where(deliveries.c.id == current.id).values(**fresh))
+
+
+async def claim_due(
+    conn: AsyncConnection, target: str, owner: str, limit: int, lease: timedelta, now: datetime
+) -> list[Any]:
+    """Claim up to `limit` due deliveries of `target` for `owner` until the lease ends (replicas share the log)."""
+    query = (
+        sa.select(deliveries)
+        .where(
+            deliveries.c.target == target, deliveries.c.status.in_(DUE_STATUSES), deliveries.c.next_attempt_at <= now,
+            sa.or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+        )
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list((await conn.execute(query)).all())
+    if rows:
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id.in_([row.id for row in rows]))
+            .values(claimed_by=owner, claimed_until=now + lease)
+        )
+    return rows
+
+
+async def next_due_at(conn: AsyncConnection, target: str) -> datetime | None:
+    return await conn.scalar(
+        sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.target == target, deliveries.c.status.in_(DUE_STATUSES)
+        )
+    )
+
+
+async def record_attempt(
+    conn: AsyncConnection, row: Any, owner: str, outcome_changes: dict[str, Any], attempt: dict[str, Any]
+) -> bool:
+    """Log the attempt and apply its outcome if the row still holds the attempted version; release the claim."""
+    await conn.execute(delivery_attempts.insert().values(delivery_id=row.id, version=row.version, **attempt))
+    now = datetime.now(timezone.utc)
+    updated = await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == row.id, deliveries.c.version == row.version)
+        .values(updated_at=now, claimed_by=None, claimed_until=None, **outcome_changes)
+    )
+    if updated.rowcount:
+        return True
+    # A newer version was queued meanwhile: it stays pending for the next round; only the claim goes.
+    await conn.execute(
+        deliveries.update().where(deliveries.c.id == row.id, deliveries.c.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+    )
+    return False
+
+
+async def release_claim(conn: AsyncConnection, delivery_id: int, owner: str) -> None:
+    await conn.execute(
+        deliveries.update().where(deliveries.c.id == delivery_id, deliveries.c.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+    )

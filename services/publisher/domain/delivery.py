@@ -59,3 +59,14 @@ def next_delay(attempts: int, retry_after: float | None, policy: Backoff, rng: r
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def idempotency_key(unit_code: str, period: str, profile: str, edition: str, version: int) -> str:
+    """One key per version of one result: a resent version is recognisably the same push."""
+    middle = "" if edition == "live" else f"{edition}:"
+    return f"{unit_code}:{period}:{profile}:{middle}v{version}"
+
+
+def target_path(unit_code: str, period: str) -> str:
+    """The contract's resource: PUT {base}/units/{unit_code}/satisfaction/{period}."""
+    return f"/units/{unit_code}/satisfaction/{period}"
