@@ -218,11 +218,20 @@ async def record_dossiers(
         statement = upsert_statement(store.dossiers, ["dossier_code"], ["dossier_code", *DOSSIER_FIELDS, "revision", "updated_at"], conn.dialect.name)
         await conn.execute(statement, list(writes.values()))
         await _emit(conn, outbox)
+        await _meet(conn, list(writes), now)
         released = await _release_held_ratings(conn, intake, writes, traceparent)
+        await conn.execute(store.held_dossiers.delete().where(store.held_dossiers.c.dossier_code.in_(list(writes))))
         for result in results:
             if isinstance(result, DossierOutcome) and result.dossier_code in released and writes.get(result.dossier_code, {}).get("revision") == result.revision:
                 result.released_ratings = released.pop(result.dossier_code)
     return results
+
+
+async def _meet(conn: AsyncConnection, codes: list[str], now: datetime) -> None:
+    """Write the meeting rows of `codes` (see store.held_dossiers) before reading the other side."""
+    statement = upsert_statement(store.held_dossiers, ["dossier_code"], ["dossier_code", "touched_at"], conn.dialect.name)
+    for chunk in _chunks(sorted(codes), 500):  # sorted: two batches lock rows in the same order, no deadlock
+        await conn.execute(statement, [{"dossier_code": code, "touched_at": now} for code in chunk])
 
 
 async def _release_held_ratings(
@@ -493,6 +502,14 @@ async def record_ratings(
             if candidate is not None:
                 row["status"], row["flags"] = candidate.status, candidate.flags_json()
         await conn.execute(store.ratings.insert(), rows)
+        waiting = sorted({row["dossier_code"] for row in rows if row["status"] == PENDING_DOSSIER})
+        if waiting:
+            await _release_if_arrived(conn, intake, waiting, now, traceparent)
+            arrived = await conn.execute(sa.select(store.ratings.c.rating_id, store.ratings.c.status).where(
+                store.ratings.c.rating_id.in_([r["rating_id"] for r in rows if r["status"] == PENDING_DOSSIER])))
+            by_id = {r["rating_id"]: r for r in rows}
+            for rating_id, status in arrived.all():
+                by_id[rating_id]["status"] = status
     status_of = {row["rating_id"]: row["status"] for row in rows}
     final: list[RatingOutcome | ItemError] = []
     for result in results:
@@ -506,6 +523,18 @@ async def record_ratings(
         else:
             metrics.RATINGS_REFUSED.labels(str(result.status)).inc()
     return final
+
+
+async def _release_if_arrived(conn: AsyncConnection, intake: Intake, codes: list[str], now: datetime, traceparent: str | None) -> None:
+    """A dossier committed while these ratings were being stored as pending: release them now."""
+    await _meet(conn, codes, now)
+    arrived: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(codes, 500):
+        for row in (await conn.execute(sa.select(store.dossiers).where(store.dossiers.c.dossier_code.in_(chunk)))).all():
+            arrived[row.dossier_code] = dict(row._mapping)
+    if arrived:
+        await _release_held_ratings(conn, intake, arrived, traceparent)
+    await conn.execute(store.held_dossiers.delete().where(store.held_dossiers.c.dossier_code.in_(codes)))
 
 
 async def correct_rating(

@@ -98,6 +98,17 @@ rating_officers = sa.Table(
     sa.Index("ix_rating_officers_respondent", "respondent_hash", "officer_id", "submitted_at"),
 )
 
+# A meeting point for a rating that waits for its dossier and the dossier arriving at the same moment:
+# both write the dossier's row here before reading the other's table, so on PostgreSQL the later one
+# waits for the earlier one's commit and then sees it (no rating is left pending beside its dossier).
+held_dossiers = sa.Table(
+    "held_dossiers",
+    metadata,
+    sa.Column("dossier_code", sa.String(64), primary_key=True),
+    sa.Column("touched_at", UtcDateTime, nullable=False),
+)
+
+
 officers = sa.Table(
     "officers",
     metadata,

@@ -48,6 +48,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_rating_officers_respondent", "rating_officers", ["respondent_hash", "officer_id", "submitted_at"])
     op.create_table(
+        "held_dossiers",
+        sa.Column("dossier_code", sa.String(64), primary_key=True),
+        sa.Column("touched_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "assessments",
         sa.Column("unit_code", sa.String(64), primary_key=True),
         sa.Column("period", sa.String(8), primary_key=True),
@@ -95,5 +100,5 @@ def downgrade() -> None:
         for column in ("verified_at", "verdict", "flags", "superseded_by", "supersedes", "unit_code"):
             batch.drop_column(column)
         batch.create_unique_constraint("uq_ratings_dossier_channel", ["dossier_code", "channel"])
-    for table in ("assessments", "rating_officers", "rating_slots", "officer_devices", "officers"):
+    for table in ("assessments", "held_dossiers", "rating_officers", "rating_slots", "officer_devices", "officers"):
         op.drop_table(table)
