@@ -138,10 +138,24 @@ def rating_body(row: dict[str, str], now: datetime) -> dict[str, Any]:
     return body
 
 
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The CSV's rows; a malformed file (e.g. a stray carriage return) is a RowError naming its line."""
+    line = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise RowError("rows", f"unreadable CSV after line {line + 1}: {exc}") from None
+        line += 1
+        yield row
+
+
 def read_forms(text: str, now: datetime | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """(line number, rating body or the row's error) for each form; a header naming no known column is an error."""
     now = now or datetime.now(timezone.utc)
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    reader = _rows(csv.reader(io.StringIO(text.lstrip("\ufeff"), newline="")))
     header = next(reader, None)
     if not header:
         raise RowError("header", "the CSV is empty")
