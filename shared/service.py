@@ -79,7 +79,8 @@ class Runtime:
         self.relay.wake()
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain `def` dependency would be run in a worker thread on every request.
     return request.app.state.runtime
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.intake import handlers, store
 from services.intake.domain.paper import RowError, read_forms
 from services.intake.handlers import Intake, ItemError
+from services.intake.writer import Post
 from services.intake.schemas import (
     OFFICER_ID, RATING_ID, UNIT_CODE, AssessmentIn, BatchIn, BatchOut, CorrectionIn, DossierAccepted, DossierIn,
     OfficerIn, OfficerOut, RatingAccepted, RatingIn, UnitIn, UnitOut,
@@ -285,14 +286,10 @@ async def post_rating(
 ) -> JSONResponse:
     """A citizen's rating; 202 only after it and its event are committed. `status`: accepted | pending_dossier | flagged."""
     _rate_limit(runtime, principal)
-
-    async def write(conn: AsyncConnection) -> dict[str, Any]:
-        [outcome] = await handlers.record_ratings(conn, _intake(runtime), principal, [rating], request.headers.get("traceparent"))
-        if isinstance(outcome, ItemError):
-            raise outcome.as_problem()
-        return {"rating_id": outcome.rating_id, "status": outcome.status}
-
-    return await _idempotent(runtime, request, principal, idempotency_key, 202, write)
+    fingerprint = handlers.request_fingerprint(await request.body()) if idempotency_key else ""
+    post = Post(principal, rating, idempotency_key, fingerprint, request.headers.get("traceparent"))
+    status_code, body = await runtime.extras["rating_writer"].submit(post)  # group commit: see writer.py
+    return JSONResponse(body, status_code=status_code)
 
 
 @router.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"])

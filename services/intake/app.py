@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from services.intake.api import router
 from services.intake.domain.integrity import IntegrityLimits
 from services.intake.keys import DatabaseApiKeyStore
 from services.intake.registry import Registry
+from services.intake.writer import RatingWriter
 from shared import topics
 from shared.logging import get_logger
 from shared.ratelimit import RateLimiter
@@ -22,6 +24,10 @@ log = get_logger(__name__)
 
 
 async def _configure(runtime: Runtime) -> None:
+    # The database driver runs in a thread (aiosqlite, and SQLAlchemy's greenlet bridge): each statement is a
+    # hand-over between threads, and with the default 5 ms GIL switch interval a busy event loop made every
+    # hand-over wait up to 5 ms (a group of posts took 45 ms instead of 5). See bench/notes/intake.md.
+    sys.setswitchinterval(0.0005)
     settings = runtime.settings
     registry = Registry()
     await registry.load(runtime.engine)
@@ -37,6 +43,12 @@ async def _configure(runtime: Runtime) -> None:
         ),
     )
     runtime.extras["limiter"] = RateLimiter()
+    runtime.extras["rating_writer"] = RatingWriter(runtime)
+
+
+async def write_ratings(runtime: Runtime) -> None:
+    """The group-commit writer of single rating posts (writer.py)."""
+    await runtime.extras["rating_writer"].run()
 
 
 async def reload_registry(runtime: Runtime) -> None:
@@ -71,7 +83,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         subscriptions=[topics.VERIFICATIONS],
         handlers=handlers.HANDLERS,
-        workers=[reload_registry, sweep_unmatched],
+        workers=[write_ratings, reload_registry, sweep_unmatched],
         api_key_store=lambda runtime: DatabaseApiKeyStore(runtime.engine, runtime.settings.intake_cache_seconds),
         required_secrets=("jwt_secret", "respondent_hash_key"),
         on_start=[_configure],

@@ -299,17 +299,19 @@ class Candidate:
     supersedes: str | None = None
     carried_flags: list[Flag] = field(default_factory=list)  # a correction keeps its original's flags
     new_rating: bool = True  # False for a correction: it is not another press of the kiosk
+    traceparent: str | None = None
     flags: list[Flag] = field(default_factory=list)
     status: str = ACCEPTED
 
     @classmethod
-    def from_row(cls, row: Any, dossier: dict[str, Any] | Any) -> Candidate:
+    def from_row(cls, row: Any, dossier: dict[str, Any] | Any, traceparent: str | None = None) -> Candidate:
         get = dossier.get if isinstance(dossier, dict) else lambda name: getattr(dossier, name)
         return cls(
             rating_id=row["rating_id"], dossier_code=row["dossier_code"], channel=row["channel"], device_id=row["device_id"],
             submitted_at=row["submitted_at"], respondent_hash=row["respondent_hash"], unit_code=get("unit_code"),
             officer_ids=list(get("officer_ids") or []), completed_at=get("completed_at"),
             answers={k: row[k] for k in ("overall", "attitude", "criteria", "reasons")}, supersedes=row["supersedes"],
+            traceparent=traceparent,
         )
 
     def flags_json(self) -> list[dict[str, str]] | None:
@@ -353,7 +355,7 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
         candidate.status = FLAGGED if candidate.flags else ACCEPTED
         for flag in found:
             metrics.FLAGS.labels(flag.rule).inc()
-        outbox.append(_outbox_row(intake.settings, topics.RATINGS, candidate.unit_code, candidate.event(), traceparent, now))
+        outbox.append(_outbox_row(intake.settings, topics.RATINGS, candidate.unit_code, candidate.event(), candidate.traceparent or traceparent, now))
     officers = [
         {"rating_id": c.rating_id, "officer_id": officer, "respondent_hash": c.respondent_hash, "submitted_at": c.submitted_at}
         for c in fresh if c.respondent_hash for officer in c.officer_ids
@@ -431,17 +433,22 @@ class RatingOutcome:
 
 
 async def record_ratings(
-    conn: AsyncConnection, intake: Intake, principal: Principal, items: list[RatingIn], traceparent: str | None = None
+    conn: AsyncConnection, intake: Intake, principal: Principal | list[Principal], items: list[RatingIn],
+    traceparent: str | None | list[str | None] = None,
 ) -> list[RatingOutcome | ItemError]:
-    """Store ratings; those whose dossier is known are counted or flagged now, the others wait for it."""
+    """Store ratings; those whose dossier is known are counted or flagged now, the others wait for it.
+
+    `principal` and `traceparent` are one for all items (a batch) or one per item (grouped single posts)."""
+    principals = principal if isinstance(principal, list) else [principal] * len(items)
+    traces = traceparent if isinstance(traceparent, list) else [traceparent] * len(items)
+    group_trace = None if isinstance(traceparent, list) else traceparent
     results: list[RatingOutcome | ItemError | None] = [None] * len(items)
-    inline = [(i, item.dossier) for i, item in enumerate(items) if item.dossier is not None]
-    if inline:
-        outcomes = await record_dossiers(conn, intake, principal, [d for _, d in inline], traceparent)  # type: ignore[misc]
-        for (index, _), outcome in zip(inline, outcomes, strict=True):
-            if isinstance(outcome, ItemError):
-                outcome.field_path = outcome.field_path and outcome.field_path.replace("body.", "body.dossier.")
-                results[index] = outcome
+    inline = [i for i, item in enumerate(items) if item.dossier is not None]
+    for index in inline:
+        [outcome] = await record_dossiers(conn, intake, principals[index], [items[index].dossier], traces[index])  # type: ignore[list-item]
+        if isinstance(outcome, ItemError):
+            outcome.field_path = outcome.field_path and outcome.field_path.replace("body.", "body.dossier.")
+            results[index] = outcome
     codes = list(dict.fromkeys(item.dossier_code for i, item in enumerate(items) if results[i] is None))
     dossiers: dict[str, Any] = {}
     slots: dict[tuple[str, str], str] = {}
@@ -462,8 +469,9 @@ async def record_ratings(
         if results[index] is not None:
             continue
         dossier = dossiers.get(item.dossier_code)
-        if dossier is not None and not intake.registry.within_scope(dossier.unit_code, principal.unit_scope):
-            results[index] = _scope_error(principal, dossier.unit_code)
+        sender = principals[index]
+        if dossier is not None and not intake.registry.within_scope(dossier.unit_code, sender.unit_scope):
+            results[index] = _scope_error(sender, dossier.unit_code)
             continue
         try:
             status = rating_status(dossier.completed_at if dossier else None, item.submitted_at)
@@ -485,17 +493,17 @@ async def record_ratings(
             "submitted_at": item.submitted_at, "overall": item.overall, "attitude": item.attitude,
             "criteria": item.criteria.model_dump(exclude_none=True) if item.criteria else None,
             "reasons": list(item.reasons), "comment": item.comment or None,
-            "respondent_hash": intake.hash_identity(identity), "status": status, "received_from": principal.subject,
+            "respondent_hash": intake.hash_identity(identity), "status": status, "received_from": sender.subject,
             "created_at": now, "unit_code": dossier.unit_code if dossier else None, "supersedes": None,
             "superseded_by": None, "flags": None, "verdict": None, "verified_at": None,
         }
         rows.append(row)
         if dossier is not None:
-            candidates.append(Candidate.from_row(row, dossier))
+            candidates.append(Candidate.from_row(row, dossier, traces[index]))
         results[index] = RatingOutcome(rating_id, status)
     if rows:
         await conn.execute(store.rating_slots.insert(), [{"dossier_code": r["dossier_code"], "channel": r["channel"], "rating_id": r["rating_id"]} for r in rows])
-        await _settle(conn, intake, candidates, traceparent)
+        await _settle(conn, intake, candidates, group_trace)
         settled = {c.rating_id: c for c in candidates}
         for row in rows:
             candidate = settled.get(row["rating_id"])
@@ -504,7 +512,7 @@ async def record_ratings(
         await conn.execute(store.ratings.insert(), rows)
         waiting = sorted({row["dossier_code"] for row in rows if row["status"] == PENDING_DOSSIER})
         if waiting:
-            await _release_if_arrived(conn, intake, waiting, now, traceparent)
+            await _release_if_arrived(conn, intake, waiting, now, group_trace)
             arrived = await conn.execute(sa.select(store.ratings.c.rating_id, store.ratings.c.status).where(
                 store.ratings.c.rating_id.in_([r["rating_id"] for r in rows if r["status"] == PENDING_DOSSIER])))
             by_id = {r["rating_id"]: r for r in rows}
