@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit bench install kafka-jars postgres-server clean
+.PHONY: run test test-unit bench install kafka-jars postgres-server wrk clean
 
 run: install kafka-jars  ## start Kafka, the four services and reference data; Ctrl-C stops all
 	$(PY) -m deploy.dev
@@ -15,7 +15,7 @@ test: install kafka-jars postgres-server  ## the whole suite against real Kafka,
 test-unit: install  ## pure domain tests only (seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: install kafka-jars  ## benchmarks; results in bench/results and docs/benchmarks.md
+bench: install kafka-jars wrk  ## benchmarks; results in bench/results and docs/benchmarks.md
 	$(PY) -m bench
 
 install: $(INSTALLED)
@@ -31,6 +31,9 @@ kafka-jars: install  ## Apache Kafka broker jars from Maven Central, cached afte
 
 postgres-server:  ## PostgreSQL server binaries from Debian if the machine lacks them
 	bash deploy/postgres/ensure-server.sh
+
+wrk:  ## Debian's wrk HTTP load generator (bench/intake.py) if the machine lacks it
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 clean:  ## remove local state (databases, broker data); keeps the jar cache and the virtualenv
 	rm -rf var

@@ -5,8 +5,8 @@ database or Kafka), both under uvicorn, measured in the same run.
    one fresh dossier per request, loaded beforehand so every rating is counted): requests/s and p50/p99;
 2. `POST /v1/ratings/batch` of 1,000 ratings from two concurrent clients: ratings/s.
 
-Intake runs on SQLite (the default of `make run`), or on PostgreSQL with `python -m bench intake --postgres`,
-against the bench's broker; its outbox relay publishes to Kafka during the run, as in production.
+Intake runs on SQLite (the default of `make run`) and, with `python -m bench intake --postgres`, also on
+PostgreSQL, against the bench's broker; its outbox relay publishes to Kafka during the run, as in production.
 """
 
 from __future__ import annotations
@@ -155,22 +155,30 @@ async def counted(database_url: str) -> dict[str, int]:
 
 
 async def run(ctx: BenchContext) -> list[dict[str, Any]]:
+    """SQLite always; PostgreSQL too when the bench was started with --postgres."""
     from deploy.kafka.runner import ensure_topics
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is missing: `make bench` installs it (apt-get install wrk)")
-    await ensure_topics(ctx.bootstrap, topic_specs(PREFIX, 3))
+    rows = []
+    for database in ["sqlite"] + (["postgresql"] if ctx.postgres is not None else []):
+        prefix = f"{PREFIX}{database}."
+        await ensure_topics(ctx.bootstrap, topic_specs(prefix, 3))
+        url = ctx.postgres.create_database(f"bench_intake_{uuid.uuid4().hex[:8]}") if database == "postgresql" else f"sqlite+aiosqlite:///{ctx.tmp / 'intake.db'}"
+        rows += await measure(ctx, database, url, prefix)
+    return rows
+
+
+async def measure(ctx: BenchContext, database: str, database_url: str, prefix: str) -> list[dict[str, Any]]:
     seconds = max(5, int(20 * ctx.scale))
-    database = "postgresql" if ctx.postgres is not None else "sqlite"
-    database_url = ctx.postgres.create_database(f"bench_intake_{uuid.uuid4().hex[:8]}") if ctx.postgres else f"sqlite+aiosqlite:///{ctx.tmp / 'intake.db'}"
     env = {
-        "HAILONG_DATABASE_URL": database_url, "HAILONG_KAFKA_BOOTSTRAP": ctx.bootstrap, "HAILONG_TOPIC_PREFIX": PREFIX,
+        "HAILONG_DATABASE_URL": database_url, "HAILONG_KAFKA_BOOTSTRAP": ctx.bootstrap, "HAILONG_TOPIC_PREFIX": prefix,
         "HAILONG_JWT_SECRET": JWT_SECRET, "HAILONG_RESPONDENT_HASH_KEY": "bench-respondent-key", "HAILONG_LOG_JSON": "true",
         "HAILONG_INTAKE_RATE_LIMIT_KIOSK": "100000000/minute", "HAILONG_INTAKE_RATE_LIMIT_PORTAL": "100000000/minute",
         "HAILONG_INTAKE_RATE_LIMIT_DEFAULT": "100000000/minute",
     }
-    intake = Server("services.intake.app:app", env, ctx.tmp / "intake.log")
-    ceiling = Server("bench._intake_ceiling:app", env, ctx.tmp / "ceiling.log")
+    intake = Server("services.intake.app:app", env, ctx.tmp / f"intake-{database}.log")
+    ceiling = Server("bench._intake_ceiling:app", env, ctx.tmp / f"ceiling-{database}.log")
     rows: list[dict[str, Any]] = []
     try:
         admin = issue_jwt(JWT_SECRET, "bench", "admin")
@@ -181,7 +189,7 @@ async def run(ctx: BenchContext) -> list[dict[str, Any]]:
         kiosk, portal = await new_key(database_url, "kiosk"), await new_key(database_url, "portal")
 
         # 1. Single posts. wrk's threads number their requests; every code it can reach is loaded first.
-        per_thread = max(2_000, int(2_500 * seconds * ctx.scale / max(ctx.scale, 1)))
+        per_thread = 2_500 * seconds  # more than wrk can send in `seconds`
         singles = [f"S-{thread}-{n}" for thread in range(THREADS) for n in range(1, per_thread + 1)]
         loading = time.perf_counter()
         await load_dossiers(intake.url, portal, singles, unit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -22,13 +23,16 @@ RATING_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 MAX_BATCH = 1000
 # No administrative record of this system predates the one-stop-shop era; earlier is a typo or junk.
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-CLOCK_SKEW = timedelta(minutes=5)  # a kiosk's clock may run a little fast
+EARLIEST_TS = EARLIEST.timestamp()
+CLOCK_SKEW_SECONDS = 300  # a kiosk's clock may run a little fast
 
 
 def _plausible(value: datetime, name: str) -> datetime:
-    if value < EARLIEST:
+    # Compared as POSIX seconds: cheaper than aware datetimes, and this runs for every item of a batch.
+    moment = value.timestamp()
+    if moment < EARLIEST_TS:
         raise ValueError(f"{name} is before {EARLIEST.date()}")
-    if value > datetime.now(timezone.utc) + CLOCK_SKEW:
+    if moment > time.time() + CLOCK_SKEW_SECONDS:
         raise ValueError(f"{name} is in the future")
     return value
 

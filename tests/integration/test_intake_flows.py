@@ -83,6 +83,8 @@ def test_officers_feed_the_self_rating_check_and_are_published_without_phone_or_
     assert STAFF_PHONE not in json.dumps(units) and "TABLET-CB0012" not in json.dumps(units)
 
     emitted = ratings_of(topic_events(kafka_broker, topic_prefix, "ratings.v1", 3), record["dossier_code"])
+    parsed = {e["type"]: type(events.CloudEvent.model_validate(e).parsed_data()) for e in emitted}  # the contract's schemas
+    assert parsed == {events.RATING_FLAGGED: events.RatingFlagged, events.RATING_ACCEPTED: events.RatingAccepted}
     by_id = {e["data"]["rating_id"]: e for e in emitted}
     assert by_id[from_staff_tablet.json()["rating_id"]]["type"] == events.RATING_FLAGGED
     assert by_id[from_staff_tablet.json()["rating_id"]]["data"]["flags"][0]["rule"] == "staff_device"
@@ -248,6 +250,9 @@ def test_a_batch_of_1000_fails_only_its_bad_items(intake: IntakeClient, kafka_br
     counted = sum(1 for r in results if r["status"] == "accepted")
     emitted = topic_events(kafka_broker, topic_prefix, "ratings.v1", counted, timeout=60)
     assert len(emitted) == counted == 994
+    parsed = [events.CloudEvent.model_validate(e).parsed_data() for e in emitted]  # the contract's schema
+    assert {p.rating_id for p in parsed} == {r["rating_id"] for r in results if r["status"] == "accepted"}
+    assert all(isinstance(p, events.RatingAccepted) and p.unit_code == "79.SNV" for p in parsed)
 
     too_many = intake.post("/v1/ratings/batch", {"items": items + items[:1]}, intake.portal)
     assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "body.items"
