@@ -355,3 +355,19 @@ def test_a_verdict_from_workflow_is_shown_on_the_rating(intake: IntakeClient, ka
     assert shown["verdict"] == "not_genuine" and shown["verified_at"]
     fix = {"submitted_at": "2026-11-18T10:05:00+07:00", "overall": "normal"}
     assert intake.post(f"/v1/ratings/{rated['rating_id']}/corrections", fix, intake.kiosk).status_code == 409
+
+
+def test_a_dossier_correction_is_re_emitted_with_a_higher_revision_and_its_decree_61_inputs(
+    intake: IntakeClient, kafka_broker, topic_prefix: str
+) -> None:
+    record = dossier("79.SNV", applicant_contacts=1, agencies_contacted=1, complaint="none",
+                     steps=[{"agency_code": "79.STP", "due_at": "2026-11-14T17:00:00+07:00", "completed_at": "2026-11-13T09:00:00+07:00"}])
+    first = intake.post("/v1/dossiers", record, intake.portal).json()
+    same = intake.post("/v1/dossiers", record, intake.portal).json()
+    corrected = intake.post("/v1/dossiers", {**record, "completed_at": "2026-11-19T16:00:00+07:00", "complaint": "filed"}, intake.portal).json()
+    assert (first["revision"], same["revision"], corrected["revision"]) == (1, 1, 2)
+    emitted = [e for e in topic_events(kafka_broker, topic_prefix, "dossiers.v1", 2) if e["data"]["dossier_code"] == record["dossier_code"]]
+    assert [(e["data"]["revision"], e["data"]["complaint"]) for e in emitted] == [(1, "none"), (2, "filed")]
+    data = events.CloudEvent.model_validate(emitted[-1]).parsed_data()
+    assert isinstance(data, events.DossierCompleted)
+    assert (data.applicant_contacts, data.agencies_contacted, data.steps[0].agency_code) == (1, 1, "79.STP")
