@@ -217,7 +217,8 @@ async def record_dossiers(
         metrics.DOSSIERS.labels("new" if revision == 1 else "corrected").inc()
     if writes:
         statement = upsert_statement(store.dossiers, ["dossier_code"], ["dossier_code", *DOSSIER_FIELDS, "revision", "updated_at"], conn.dialect.name)
-        await conn.execute(statement, list(writes.values()))
+        # In key order: two batches touching the same dossiers lock their rows in the same order (no deadlock).
+        await conn.execute(statement, [writes[code] for code in sorted(writes)])
         await _emit(conn, outbox)
         await _meet(conn, list(writes), now)
         released = await _release_held_ratings(conn, intake, writes, traceparent)
@@ -521,7 +522,8 @@ async def record_ratings(
             candidates.append(Candidate.from_row(row, dossier, traces[index]))
         results[index] = RatingOutcome(rating_id, status)
     if rows:
-        await conn.execute(store.rating_slots.insert(), [{"dossier_code": r["dossier_code"], "channel": r["channel"], "rating_id": r["rating_id"]} for r in rows])
+        slots_taken = sorted((r["dossier_code"], r["channel"], r["rating_id"]) for r in rows)  # key order, as above
+        await conn.execute(store.rating_slots.insert(), [{"dossier_code": d, "channel": c, "rating_id": i} for d, c, i in slots_taken])
         await _settle(conn, intake, candidates, group_trace)
         settled = {c.rating_id: c for c in candidates}
         for row in rows:
