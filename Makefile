@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit bench install kafka-jars postgres-server web chromium clean
+.PHONY: run test test-unit bench install kafka-jars postgres-server web chromium wrk clean
 
 run: install kafka-jars web  ## start Kafka, the four services and reference data; Ctrl-C stops all
 	$(PY) -m deploy.dev
@@ -15,7 +15,7 @@ test: install kafka-jars postgres-server web chromium  ## the whole suite agains
 test-unit: install  ## pure domain tests only (seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: install kafka-jars  ## benchmarks; results in bench/results and docs/benchmarks.md
+bench: install kafka-jars wrk  ## benchmarks; results in bench/results and docs/benchmarks.md
 	$(PY) -m bench
 
 install: $(INSTALLED)
@@ -45,6 +45,9 @@ $(MAP_ASSET): $(PUBLISHER_WEB)/package.json $(PUBLISHER_WEB)/package-lock.json $
 
 chromium:  ## Debian's Chromium for the publisher's browser test (Playwright drives it; no browser download)
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+wrk:  ## Debian's wrk HTTP load generator (bench/intake.py) if the machine lacks it
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 clean:  ## remove local state (databases, broker data); keeps the jar cache and the virtualenv
 	rm -rf var

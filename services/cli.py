@@ -38,6 +38,18 @@ async def _create_key(role: str, name: str, unit: str | None) -> str:
         await engine.dispose()
 
 
+async def _create_keys(role: str, name: str, unit: str | None, count: int) -> list[str]:
+    from services.intake.keys import create_api_key
+
+    settings = get_settings()
+    engine = await prepare_database(settings.database_url_for("intake"), "intake")
+    try:
+        async with engine.begin() as conn:
+            return [(await create_api_key(conn, role, f"{name} {n + 1}", unit)).token for n in range(count)]
+    finally:
+        await engine.dispose()
+
+
 @keys.command("create")
 def keys_create(
     role: Annotated[str, typer.Argument(callback=_check_role, help="kiosk | portal | admin | …")],
@@ -121,6 +133,44 @@ def topics_create(
     specs = topic_specs(settings.topic_prefix, partitions)
     run_sync(ensure_topics(settings.kafka_bootstrap, specs, timeout=60, replication_factor=replication))
     typer.echo(f"{len(specs)} topics present on {settings.kafka_bootstrap} (prefix {settings.topic_prefix!r})")
+
+
+# --- intake: the kiosk simulator ---
+simulate = typer.Typer(help="Load simulators that check the system end to end.", no_args_is_help=True)
+app.add_typer(simulate, name="simulate")
+
+
+@simulate.command("kiosk")
+def simulate_kiosk(
+    rate: Annotated[float, typer.Option(min=0.1, max=5000, help="ratings per second")] = 5.0,
+    duration: Annotated[float, typer.Option(min=1, max=3600, help="seconds of posting")] = 30.0,
+    kiosks: Annotated[int | None, typer.Option(min=1, help="devices to spread the ratings over (default: enough to avoid burst flags)")] = None,
+    unit: Annotated[str | None, typer.Option(help="unit the kiosks serve (default: the dev kiosk's)")] = None,
+    credentials: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="from `make run`")] = Path("var/dev-credentials.json"),
+    intake_url: Annotated[str | None, typer.Option(help="default: 127.0.0.1 and HAILONG_INTAKE_PORT")] = None,
+    scoring_url: Annotated[str | None, typer.Option(help="default: 127.0.0.1 and HAILONG_SCORING_PORT")] = None,
+    quiet: Annotated[float, typer.Option(min=1, help="seconds to wait for the counts to settle")] = 30.0,
+    kiosk_keys: Annotated[int | None, typer.Option(min=1, help="API keys to issue for the kiosks (default: enough for the rate limit)")] = None,
+) -> None:
+    """Post ratings like kiosks (retrying timeouts with the same Idempotency-Key), then check that intake,
+    the ratings topic and scoring count the same; exit 1 when they disagree."""
+    from services.intake.simulator import Options
+    from services.intake.simulator import simulate_kiosk as run_simulation
+    from shared.topics import RATINGS
+
+    settings = get_settings()
+    unit = unit or json.loads(credentials.read_text(encoding="utf-8"))["kiosk"]["unit_code"]
+    # Each real kiosk has its own key and so its own rate limit (HAILONG_INTAKE_RATE_LIMIT_KIOSK, 2/s by
+    # default): issue one per simulated kiosk, directly in intake's database as `hailong keys create` does.
+    count = kiosk_keys or max(1, int(rate / 1.5) + 1)
+    keys = run_sync(_create_keys("kiosk", "simulated kiosk", unit, count))
+    options = Options(
+        intake_url=intake_url or f"http://127.0.0.1:{settings.intake_port}",
+        scoring_url=scoring_url or f"http://127.0.0.1:{settings.scoring_port}",
+        credentials=credentials, bootstrap=settings.kafka_bootstrap, ratings_topic=settings.topic(RATINGS),
+        rate=rate, duration=duration, kiosks=kiosks, unit_code=unit, quiet_seconds=quiet, kiosk_keys=keys,
+    )
+    raise typer.Exit(run_simulation(options, typer.echo))
 
 
 @app.command("asyncapi")

@@ -21,10 +21,11 @@ class RateLimiter:
     def __init__(self) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def check(self, limit: str | RateLimitItem, *identity: str) -> None:
-        """Count one hit for `identity` against `limit` (e.g. "600/minute"); raise a 429 problem when over it."""
+    def check(self, limit: str | RateLimitItem, *identity: str, cost: int = 1) -> None:
+        """Count `cost` hits (e.g. the items of a batch) for `identity` against `limit` (e.g. "600/minute");
+        raise a 429 problem when over it."""
         item = parse(limit) if isinstance(limit, str) else limit
-        if self._limiter.hit(item, *identity):
+        if self._limiter.hit(item, *identity, cost=cost):
             return
         reset_at, _remaining = self._limiter.get_window_stats(item, *identity)
         retry_after = max(1, math.ceil(reset_at - time.time()))

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import DEV_JWT_SECRET, ApiKeyStore, Principal, split_api_key, verify_jwt
+from shared.bodysize import BodySizeLimit
 from shared.bus.consumer import BatchHook, ConsumerRunner, Handler
 from shared.bus.outbox import OutboxRelay
 from shared.bus.tables import BusTables
@@ -50,6 +51,8 @@ class ServiceSpec:
     required_secrets: tuple[str, ...] = ("jwt_secret",)
     on_events_committed: Callable[[Runtime, list[str]], None] | None = None
     on_start: list[BackgroundWorker] = field(default_factory=list)
+    max_body_bytes: int = 1024 * 1024  # 413 above this …
+    large_body_paths: dict[str, int] = field(default_factory=dict)  # … except paths ending so (batches, imports)
 
 
 @dataclass
@@ -76,7 +79,8 @@ class Runtime:
         self.relay.wake()
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain `def` dependency would be run in a worker thread on every request.
     return request.app.state.runtime
 
 
@@ -212,6 +216,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.include_router(_ops_router())
     for router in spec.routers:
         app.include_router(router)
+    app.add_middleware(BodySizeLimit, default=spec.max_body_bytes, large=spec.large_body_paths)
     app.add_middleware(_RequestMetrics, service=spec.name)
     return app
 

@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
 
     # --- intake ---
+    intake_pending_window_days: float = Field(30.0, gt=0)  # pending_dossier → unmatched after this
+    intake_sweep_seconds: float = Field(60.0, gt=0)  # how often the unmatched sweep runs
+    intake_burst_max_ratings: int = Field(5, ge=1)  # more than N ratings from one kiosk …
+    intake_burst_window_seconds: float = Field(60.0, gt=0)  # … within M seconds is a burst
+    intake_repeat_max_ratings: int = Field(3, ge=1)  # more than N ratings by one respondent for one officer …
+    intake_repeat_window_days: float = Field(90.0, gt=0)  # … within this window is suspicious
+    intake_rate_limit_kiosk: str = "120/minute"  # per API key; items of a batch count one each
+    intake_rate_limit_portal: str = "120000/minute"
+    intake_rate_limit_default: str = "6000/minute"  # admins and other people's tokens
+    intake_rate_limit_public: str = "600/minute"  # unauthenticated reads, per client address
+    intake_max_body_bytes: int = Field(64 * 1024, ge=1024)  # single items
+    intake_max_batch_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # batches and paper CSV imports
+    intake_cache_seconds: float = Field(30.0, ge=0)  # API keys, unit tree and officers seen by other replicas
 
     # --- scoring ---
 

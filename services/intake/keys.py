@@ -8,14 +8,20 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake import store
-from shared.auth import IssuedKey, Principal, issue_api_key, secret_matches
+from services.intake.registry import KeyCache
+from shared.auth import IssuedKey, Principal, hash_secret, issue_api_key, secret_matches
 
 
 class DatabaseApiKeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cache_seconds: float = 0.0) -> None:
         self.engine = engine
+        self.cache = KeyCache(cache_seconds)
 
     async def principal_for(self, key_id: str, secret: str) -> Principal | None:
+        secret_hash = hash_secret(secret)
+        cached = self.cache.get(key_id, secret_hash)
+        if cached is not None:
+            return cached
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -24,7 +30,9 @@ class DatabaseApiKeyStore:
             ).first()
         if row is None or not secret_matches(secret, row.secret_hash):
             return None
-        return Principal(f"key:{row.key_id}", row.role, row.unit_scope, "api_key")
+        principal = Principal(f"key:{row.key_id}", row.role, row.unit_scope, "api_key")
+        self.cache.put(key_id, secret_hash, principal)
+        return principal
 
 
 async def create_api_key(conn: AsyncConnection, role: str, name: str, unit_scope: str | None) -> IssuedKey:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-ACCEPTED = "accepted"
-PENDING_DOSSIER = "pending_dossier"
+ACCEPTED = "accepted"  # counted: rating.accepted emitted
+FLAGGED = "flagged"  # held back until verified: rating.flagged emitted
+PENDING_DOSSIER = "pending_dossier"  # its dossier is not known yet: nothing emitted
+UNMATCHED = "unmatched"  # no dossier within the window: nothing emitted, visible to operators
+REJECTED_BEFORE_COMPLETION = "rejected_before_completion"  # its dossier arrived and was completed later
+
+COUNTABLE = frozenset({ACCEPTED, FLAGGED})  # the statuses whose event has left intake
+AWAITING_DOSSIER = frozenset({PENDING_DOSSIER, UNMATCHED})
 
 
 class RatingRejected(ValueError):
@@ -23,3 +29,18 @@ def rating_status(dossier_completed_at: datetime | None, submitted_at: datetime)
     if submitted_at < dossier_completed_at:
         raise RatingRejected("submitted_at", "the rating was submitted before its dossier was completed")
     return ACCEPTED
+
+
+def status_on_release(dossier_completed_at: datetime, submitted_at: datetime) -> str:
+    """A held rating whose dossier has just arrived: counted, or rejected if it predates completion."""
+    return ACCEPTED if submitted_at >= dossier_completed_at else REJECTED_BEFORE_COMPLETION
+
+
+def unmatched_before(now: datetime, window_days: float) -> datetime:
+    """Ratings held since before this moment have waited out the window and become `unmatched`."""
+    return now - timedelta(days=window_days)
+
+
+def submitted_in_future(submitted_at: datetime, now: datetime, tolerance: timedelta = timedelta(minutes=5)) -> bool:
+    """A kiosk's clock may run a little fast; beyond the tolerance the timestamp is impossible."""
+    return submitted_at > now + tolerance

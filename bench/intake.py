@@ -1,0 +1,226 @@
+"""Suite `intake`: the real intake process beside its ceiling (the same FastAPI stack answering without a
+database or Kafka), both under uvicorn, measured in the same run.
+
+1. single `POST /v1/ratings` at 64 concurrent connections, load from Debian's `wrk` (bench/wrk/ratings.lua,
+   one fresh dossier per request, loaded beforehand so every rating is counted): requests/s and p50/p99;
+2. `POST /v1/ratings/batch` of 1,000 ratings from two concurrent clients: ratings/s.
+
+Intake runs on SQLite (the default of `make run`) and, with `python -m bench intake --postgres`, also on
+PostgreSQL, against the bench's broker; its outbox relay publishes to Kafka during the run, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.common import ROOT, BenchContext, ratio_row
+from deploy.kafka.runner import free_port
+from deploy.process import die_with_parent
+from shared.auth import issue_jwt
+from shared.topics import topic_specs
+
+PREFIX = "benchintake."
+JWT_SECRET = "bench-jwt-secret-long-enough-for-hs256-signatures"
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "ratings.lua"
+CONNECTIONS = 64
+THREADS = 2
+
+
+class Server:
+    """A uvicorn process of `app` on a free port."""
+
+    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
+                 "--no-access-log", "--log-level", "warning"],
+                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{app} exited: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{app} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wrk(url: str, seconds: int, token: str, prefix: str) -> dict[str, Any]:
+    result = subprocess.run(
+        ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), f"{url}/v1/ratings"],
+        capture_output=True, text=True, env={**os.environ, "BENCH_TOKEN": token, "BENCH_PREFIX": prefix}, timeout=seconds + 60,
+    )
+    line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary:\n{result.stdout}\n{result.stderr}")
+    summary = json.loads(line.removeprefix("BENCH_JSON "))
+    summary["rps"] = summary["requests"] / summary["seconds"]
+    print(f"  wrk {url}: {summary['rps']:,.0f} req/s p50 {summary['p50_ms']:.1f} ms p99 {summary['p99_ms']:.1f} ms {summary['statuses']}", flush=True)
+    return summary
+
+
+def dossier(code: str, unit: str) -> dict[str, Any]:
+    return {
+        "dossier_code": code, "unit_code": unit, "procedure_code": "1.004227", "channel": "in_person",
+        "received_at": "2026-11-10T08:00:00+07:00", "due_at": "2026-11-19T17:00:00+07:00",
+        "completed_at": "2026-11-18T10:00:00+07:00", "officer_ids": [f"{unit}.CB0012"], "result": "approved",
+    }
+
+
+def rating(code: str, index: int) -> dict[str, Any]:
+    return {
+        "dossier_code": code, "channel": "portal", "submitted_at": "2026-11-18T10:02:10+07:00",
+        "overall": "satisfied" if index % 5 else "dissatisfied", "attitude": "good",
+        "criteria": {"access": 5, "procedure": 4, "officer": 5, "result": 5, "feedback": 4},
+        "reasons": [] if index % 5 else ["processing_time"],
+    }
+
+
+async def post_batches(url: str, token: str, batches: list[list[dict[str, Any]]], clients: int = 2) -> tuple[float, int]:
+    """Seconds to post every batch with `clients` concurrent posters, and the items answered without error."""
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+    ok = 0
+
+    async def poster() -> None:
+        nonlocal ok
+        async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
+            while not queue.empty():
+                batch = queue.get_nowait()
+                answer = await client.post("/v1/ratings/batch", json={"items": batch})
+                answer.raise_for_status()
+                ok += answer.json()["accepted"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(poster() for _ in range(clients)))
+    return time.perf_counter() - started, ok
+
+
+async def load_dossiers(url: str, token: str, codes: list[str], unit: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
+        for start in range(0, len(codes), 1000):
+            answer = await client.post("/v1/dossiers/batch", json={"items": [dossier(c, unit) for c in codes[start:start + 1000]]})
+            answer.raise_for_status()
+            assert answer.json()["failed"] == 0, answer.text[:500]
+
+
+async def new_key(database_url: str, role: str) -> str:
+    from services.intake.keys import create_api_key
+    from shared.db import create_engine_for
+
+    engine = create_engine_for(database_url, "intake")
+    try:
+        async with engine.begin() as conn:
+            return (await create_api_key(conn, role, f"bench {role}", None)).token
+    finally:
+        await engine.dispose()
+
+
+async def counted(database_url: str) -> dict[str, int]:
+    from shared.db import create_engine_for
+
+    engine = create_engine_for(database_url, "intake")
+    try:
+        async with engine.connect() as conn:
+            return dict((await conn.execute(sa.text("SELECT status, count(*) FROM ratings GROUP BY status"))).all())
+    finally:
+        await engine.dispose()
+
+
+async def run(ctx: BenchContext) -> list[dict[str, Any]]:
+    """SQLite always; PostgreSQL too when the bench was started with --postgres."""
+    from deploy.kafka.runner import ensure_topics
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    rows = []
+    for database in ["sqlite"] + (["postgresql"] if ctx.postgres is not None else []):
+        prefix = f"{PREFIX}{database}."
+        await ensure_topics(ctx.bootstrap, topic_specs(prefix, 3))
+        url = ctx.postgres.create_database(f"bench_intake_{uuid.uuid4().hex[:8]}") if database == "postgresql" else f"sqlite+aiosqlite:///{ctx.tmp / 'intake.db'}"
+        rows += await measure(ctx, database, url, prefix)
+    return rows
+
+
+async def measure(ctx: BenchContext, database: str, database_url: str, prefix: str) -> list[dict[str, Any]]:
+    seconds = max(5, int(20 * ctx.scale))
+    env = {
+        "HAILONG_DATABASE_URL": database_url, "HAILONG_KAFKA_BOOTSTRAP": ctx.bootstrap, "HAILONG_TOPIC_PREFIX": prefix,
+        "HAILONG_JWT_SECRET": JWT_SECRET, "HAILONG_RESPONDENT_HASH_KEY": "bench-respondent-key", "HAILONG_LOG_JSON": "true",
+        "HAILONG_INTAKE_RATE_LIMIT_KIOSK": "100000000/minute", "HAILONG_INTAKE_RATE_LIMIT_PORTAL": "100000000/minute",
+        "HAILONG_INTAKE_RATE_LIMIT_DEFAULT": "100000000/minute",
+    }
+    intake = Server("services.intake.app:app", env, ctx.tmp / f"intake-{database}.log")
+    ceiling = Server("bench._intake_ceiling:app", env, ctx.tmp / f"ceiling-{database}.log")
+    rows: list[dict[str, Any]] = []
+    try:
+        admin = issue_jwt(JWT_SECRET, "bench", "admin")
+        unit = "79.BENCH"
+        for code, body in (("79", {"name": "Thành phố Hồ Chí Minh", "level": "province"}),
+                           (unit, {"name": "Đơn vị đo (bench)", "level": "department", "parent_code": "79"})):
+            httpx.put(f"{intake.url}/v1/units/{code}", json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=30).raise_for_status()
+        kiosk, portal = await new_key(database_url, "kiosk"), await new_key(database_url, "portal")
+
+        # 1. Single posts. wrk's threads number their requests; every code it can reach is loaded first.
+        per_thread = 2_500 * seconds  # more than wrk can send in `seconds`
+        singles = [f"S-{thread}-{n}" for thread in range(THREADS) for n in range(1, per_thread + 1)]
+        loading = time.perf_counter()
+        await load_dossiers(intake.url, portal, singles, unit)
+        print(f"  loaded {len(singles):,} dossiers in {time.perf_counter() - loading:.1f}s", flush=True)
+        wrk(ceiling.url, 3, kiosk, "S")  # warm-up of both servers (imports, caches)
+        top = wrk(ceiling.url, seconds, kiosk, "S")
+        measured = wrk(intake.url, seconds, kiosk, "S")
+        accepted = measured["statuses"].get("202", 0)
+        rows.append(ratio_row(
+            f"single POST /v1/ratings, {CONNECTIONS} connections ({database})", "requests/s", measured["rps"],
+            "same FastAPI stack answering 202 without database or Kafka", top["rps"],
+            target="≥ 50% of ceiling, p99 < 50 ms", p50_ms=round(measured["p50_ms"], 1), p99_ms=round(measured["p99_ms"], 1),
+            ceiling_p50_ms=round(top["p50_ms"], 1), ceiling_p99_ms=round(top["p99_ms"], 1), answered_202=accepted,
+            other_statuses={k: v for k, v in measured["statuses"].items() if k != "202"}, socket_errors=measured["socket_errors"],
+        ))
+
+        # 2. Batches of 1,000 from two clients.
+        count = max(10_000, int(60_000 * ctx.scale))
+        codes = [f"B-{n}" for n in range(count)]
+        await load_dossiers(intake.url, portal, codes, unit)
+        batches = [[rating(code, i) for i, code in enumerate(codes[start:start + 1000], start)] for start in range(0, count, 1000)]
+        ceiling_seconds, _ = await post_batches(ceiling.url, portal, batches)
+        batch_seconds, ok = await post_batches(intake.url, portal, batches)
+        rows.append(ratio_row(
+            f"POST /v1/ratings/batch of 1,000, 2 clients ({database})", "ratings/s", ok / batch_seconds,
+            "same FastAPI stack validating the batch without database or Kafka", count / ceiling_seconds,
+            target="≥ 20,000 ratings/s", ratings=count, accepted=ok,
+        ))
+        stored = await counted(database_url)
+        print(f"  intake holds {stored}", flush=True)
+    finally:
+        intake.stop()
+        ceiling.stop()
+    return rows
