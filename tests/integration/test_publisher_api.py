@@ -47,13 +47,18 @@ class Publisher:
         answer = self.get("/v1/public/rankings", **params)
         return answer.json() if answer.status_code == 200 else None
 
-    def wait_for(self, unit_code: str, version: int, **params: Any) -> dict[str, Any]:
+    def wait_for(self, unit_code: str, version: int, *, also: dict[str, int] | None = None, **params: Any) -> dict[str, Any]:
+        """The ranking once `unit_code` (and every unit in `also`) shows at least the given version.
+
+        Units sit on different partitions, so one unit's newest version says nothing about another's."""
+        wanted = {unit_code: version, **(also or {})}
+
         def seen() -> dict[str, Any] | None:
             document = self.ranking(**params)
             versions = {i["unit_code"]: i["version"] for i in (document or {}).get("items", [])}
-            return document if versions.get(unit_code, 0) >= version else None
+            return document if all(versions.get(u, 0) >= v for u, v in wanted.items()) else None
 
-        return wait_until(seen, timeout=60, what=f"{unit_code} v{version} in the public ranking")
+        return wait_until(seen, timeout=60, what=f"{wanted} in the public ranking")
 
 
 def _settings(backend: Backend, bootstrap: str, prefix: str, data_dir: Path | None = None, **changes: Any) -> Settings:
@@ -89,7 +94,7 @@ def test_rankings_as_json_and_csv_with_filters_privacy_and_nothing_about_officer
         score("79.SXD", 1, 100.0, ratings=3), score("79", 1, 88.0, ratings=400),
         officer_score("79.SNV", SECRET_OFFICER, 13.5791),
     )
-    document = publisher.wait_for("79.SNV", 2, period="2026-11", level="department")
+    document = publisher.wait_for("79.SNV", 2, also={"79.STP": 1, "79.SXD": 1}, period="2026-11", level="department")
     assert document["edition"] == "live" and document["licence"]["name"] == "CC-BY-4.0"
     assert document["schema"].endswith("/v1/public/datapackage.json")
     rows = [(i["rank"], i["unit_code"], i["score"], i["band"], i["ratings"]) for i in document["items"]]
@@ -200,7 +205,7 @@ def test_operators_see_and_retry_deliveries_and_publish_official_versions(publis
     assert publisher.client.post("/v1/deliveries/999/retry", headers={"Authorization": f"Bearer {publisher.admin}"}).status_code == 404
 
     publisher.produce(*_registry(), score("79.SNV", 1, 85.0, period="2026-Q3"), score("79.STP", 1, 75.0, period="2026-Q3"))
-    publisher.wait_for("79.STP", 1, period="2026-Q3")
+    publisher.wait_for("79.STP", 1, also={"79.SNV": 1}, period="2026-Q3")
     auth = {"Authorization": f"Bearer {publisher.admin}"}
     post = publisher.client.post
     month = post("/v1/snapshots", json={"period": "2026-09", "profile": "satisfied-share", "reason": "monthly?"}, headers=auth)
