@@ -41,7 +41,9 @@ SATISFIED_ANSWERS: frozenset[str] = frozenset({"very_satisfied", "satisfied"})
 
 
 class EventData(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Tolerant reader: schemas evolve by adding optional fields, and a consumer still on the previous
+    # release must apply such an event, not dead-letter it, during a rolling deploy.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class UnitUpserted(EventData):

@@ -38,3 +38,9 @@ def test_traceparent_continues_a_trace() -> None:
     assert child.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
     assert child != parent
     assert len(events.new_traceparent("garbage").split("-")[1]) == 32
+
+
+def test_a_field_added_by_a_newer_producer_is_ignored_not_poison() -> None:
+    event = events.new_event(events.RATING_ACCEPTED, "/hailong/intake", "79.SNV", _accepted())
+    newer = event.model_copy(update={"data": {**event.data, "added_in_a_later_release": {"x": 1}}})
+    assert events.CloudEvent.from_bytes(newer.to_bytes()).parsed_data() == _accepted()
