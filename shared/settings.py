@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # --- intake ---
 
     # --- scoring ---
+    # Fewer than this many ratings / dossiers (each profile says which): "insufficient data", ranked apart.
+    scoring_minimum_count: int | None = Field(None, ge=0)  # unset: each profile's own default (5)
+    # Named parameters per profile, e.g. {"hcmc-2024": {"a_grace_working_days": 5}}; shown at GET /v1/profiles.
+    scoring_profile_parameters: dict[str, dict[str, object]] = Field(default_factory=dict)
+    scoring_publish_interval_seconds: float = Field(0.05, ge=0)  # pause between score-publishing passes
+    scoring_public_rate_limit: str = "600/minute"  # per client address, on the public read endpoints
 
     # --- workflow ---
 

@@ -1,0 +1,71 @@
+"""What the read API answers — rankings, scorecards, trends — assembled from store queries and pure ranking."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring import store
+from services.scoring.domain.periods import periods_between, previous
+from services.scoring.domain.profiles import ProfileBook
+from services.scoring.domain.ranking import Entry, RankedEntry, final_ranks, rank
+from shared.periods import Period, parse_period
+
+
+def figure_item(row: Any) -> dict[str, Any]:
+    return {
+        "unit_code": row.unit_code,
+        "unit_name": row.name,
+        "level": row.level,
+        "parent_code": row.parent_code,
+        "score": row.score,
+        "max_score": row.max_score,
+        "band": row.band,
+        "provisional": row.provisional,
+        "sample_size": row.sample_size,
+        "components": row.components,
+        "ratings": row.ratings,
+        "dossiers": row.dossiers,
+        "version": row.version,
+        "profile_version": row.profile_version,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def _ranked_item(ranked: RankedEntry) -> dict[str, Any]:
+    return {"rank": ranked.rank, **figure_item(ranked.entry.row), "rank_change": ranked.rank_change}
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(row.unit_code, row.score, row.ranked, row.provisional, row)
+
+
+async def ranking(
+    conn: AsyncConnection, book: ProfileBook, profile: str, period: str, level: str | None, parent: str | None
+) -> dict[str, Any]:
+    rows = await store.figures(conn, profile, period, level, parent)
+    before = await store.ranking_scores(conn, profile, str(previous(parse_period(period))), level, parent)
+    result = rank([_entry(r) for r in rows], final_ranks([_entry(r) for r in before]))
+    version = book.version_for(profile, period)
+    return {
+        "period": period,
+        "profile": profile,
+        "profile_version": version.version if version else None,
+        "generated_at": datetime.now(timezone.utc).isoformat(),
+        "items": [_ranked_item(r) for r in result.final],
+        "provisional": [_ranked_item(r) for r in result.provisional],
+        "insufficient_data": [_ranked_item(r) for r in result.insufficient_data],
+    }
+
+
+async def trend(conn: AsyncConnection, unit_code: str, profile: str, first: Period, last: Period) -> dict[str, Any]:
+    periods = [str(p) for p in periods_between(first, last)]
+    found = await store.unit_trend(conn, unit_code, profile, periods)
+    points = []
+    for period in periods:
+        row = found.get(period)
+        points.append({"period": period, **({k: v for k, v in figure_item(row).items() if k not in ("unit_code", "unit_name", "level", "parent_code")} if row else {"score": None})})
+    name = next((row.name for row in found.values()), None)
+    return {"unit_code": unit_code, "unit_name": name, "profile": profile, "granularity": first.kind, "items": points}

@@ -1,0 +1,233 @@
+"""The score publisher: scores the counters that changed and emits scores.v1, in one transaction per pass.
+
+Consumed batches only mark counters dirty. This worker, woken after every commit, scores each dirty row
+under every profile, bumps each figure's version, writes the figures, their score.changed events (and
+score.threshold_crossed / officer_score.changed) to the outbox and the SSE feed, and clears the dirty
+marks of the revisions it scored — all in one transaction, so nothing is published twice or lost. On an
+idle machine a rating is published within milliseconds of its batch; under load, every change made
+between two passes is collapsed into one event per unit, period and profile instead of one per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.scoring import store
+from services.scoring.domain.counters import COUNTERS
+from services.scoring.domain.profiles import DEFINITE_BANDS, NOT_SATISFIED, OFFICER_PROFILES, SATISFIED, ProfileBook
+from services.scoring.projection import chunks, current_inputs
+from shared import events, topics
+from shared.aio import wait_event
+from shared.bus.outbox import add_many_to_outbox
+from shared.db import upsert_statement
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+SOURCE = "/hailong/scoring"
+FEED_RETENTION = timedelta(hours=1)
+
+
+@dataclass
+class PassResult:
+    unit_rows: int = 0
+    officer_rows: int = 0
+    events: int = 0
+    feed_ids: list[int] = field(default_factory=list)
+
+
+def crossing(previous_definite: str | None, band: str) -> str | None:
+    """The threshold event a new band causes: into "not satisfied", or out of it into "satisfied"."""
+    if band == NOT_SATISFIED and previous_definite != NOT_SATISFIED:
+        return "became_not_satisfied"
+    if band == SATISFIED and previous_definite == NOT_SATISFIED:
+        return "recovered"
+    return None
+
+
+def _dirty_query(table: sa.Table, limit: int, dialect: str) -> sa.Select[Any]:
+    query = sa.select(table).where(table.c.dirty).limit(limit)
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # replicas share the work
+    return query
+
+
+async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], rows: list[Any]) -> None:
+    # Only the revision scored: a batch that committed meanwhile leaves its row dirty for the next pass.
+    statement = (
+        table.update()
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys), table.c.revision == sa.bindparam("k_revision"))
+        .values(dirty=False)
+    )
+    await conn.execute(statement, [{**{f"k_{k}": getattr(r, k) for k in keys}, "k_revision": r.revision} for r in rows])
+
+
+class Scorer:
+    def __init__(self, engine: AsyncEngine, book: ProfileBook, topic_prefix: str, *, batch_size: int = 1000) -> None:
+        self.engine = engine
+        self.book = book
+        self.topic = f"{topic_prefix}{topics.SCORES}"
+        self.batch_size = batch_size
+        self.wake = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []  # told after each pass that published something
+        self._last_prune = datetime.now(timezone.utc)
+
+    async def run(self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, on_published: Callable[[], None] | None = None) -> None:
+        """Score whatever is dirty, whenever woken (or every `poll_seconds`, for changes made by other replicas)."""
+        failures = 0
+        while True:
+            await wait_event(self.wake, poll_seconds)
+            self.wake.clear()
+            try:
+                while True:
+                    result = await self.publish_once()
+                    if result.events:
+                        if on_published is not None:
+                            on_published()
+                        for listener in self.listeners:
+                            listener()
+                    if result.unit_rows < self.batch_size and result.officer_rows < self.batch_size:
+                        break
+                await self._prune_feed()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database trouble: the dirty marks stay, try again shortly
+                failures += 1
+                delay = min(10.0, 0.25 * 2**failures)
+                log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+            # Under load this pause is what collapses many batches' changes into one event each.
+            await asyncio.sleep(min_interval_seconds)
+
+    async def publish_once(self) -> PassResult:
+        result = PassResult()
+        async with self.engine.begin() as conn:
+            await self._score_units(conn, result)
+            await self._score_officers(conn, result)
+        return result
+
+    async def _score_units(self, conn: AsyncConnection, result: PassResult) -> None:
+        rows = (await conn.execute(_dirty_query(store.counters, self.batch_size, conn.dialect.name))).all()
+        result.unit_rows = len(rows)
+        if not rows:
+            return
+        units = sorted({r.unit_code for r in rows})
+        periods = sorted({r.period for r in rows})
+        agg = store.aggregates
+        inputs: dict[tuple[str, str], dict[str, Any]] = {}
+        previous: dict[tuple[str, str, str], Any] = {}
+        registry: dict[str, Any] = {}
+        for part in chunks(units):
+            a = store.assessments
+            for row in await conn.execute(sa.select(a.c.unit_code, a.c.period, a.c.inputs).where(a.c.unit_code.in_(part), a.c.period.in_(periods))):
+                inputs[(row.unit_code, row.period)] = current_inputs(row.inputs)
+            query = sa.select(agg.c.profile, agg.c.unit_code, agg.c.period, agg.c.version, agg.c.definite_band)
+            for row in await conn.execute(query.where(agg.c.unit_code.in_(part), agg.c.period.in_(periods))):
+                previous[(row.profile, row.unit_code, row.period)] = row
+            u = store.units
+            for row in await conn.execute(sa.select(u.c.code, u.c.name, u.c.level, u.c.parent_code).where(u.c.code.in_(part))):
+                registry[row.code] = row
+        now = datetime.now(timezone.utc)
+        figures, outgoing, feed = [], [], []
+        for row in rows:
+            counts = {name: getattr(row, name) for name in COUNTERS}
+            unit = registry.get(row.unit_code)
+            for profile in self.book.names:
+                scored = self.book.score(profile, row.period, counts, inputs.get((row.unit_code, row.period), {}))
+                if scored is None:
+                    continue  # the profile was not in force in this period
+                figure, version = scored
+                before = previous.get((profile, row.unit_code, row.period))
+                number = (before.version if before else 0) + 1
+                definite = figure.band if figure.band in DEFINITE_BANDS else (before.definite_band if before else None)
+                figures.append({
+                    "profile": profile, "unit_code": row.unit_code, "period": row.period, "ratings": figure.ratings,
+                    "dossiers": figure.dossiers, "score": figure.score, "band": figure.band, "version": number,
+                    "updated_at": now, "max_score": figure.max_score, "provisional": figure.provisional,
+                    "ranked": figure.ranked, "sample_size": figure.sample_size, "components": figure.components,
+                    "profile_version": version.version, "definite_band": definite,
+                })
+                data = events.ScoreChanged(
+                    unit_code=row.unit_code, unit_name=unit.name if unit else None, period=row.period, profile=profile,
+                    score=figure.score, max_score=figure.max_score, band=figure.band, components=figure.components,
+                    ratings=figure.ratings, dossiers=figure.dossiers, version=number, updated_at=now,
+                    provisional=figure.provisional, profile_version=version.version, sample_size=figure.sample_size,
+                    ranked=figure.ranked, unit_level=unit.level if unit else None, parent_code=unit.parent_code if unit else None,
+                )
+                outgoing.append((self.topic, row.unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, row.unit_code, data)))
+                feed.append({"profile": profile, "unit_code": row.unit_code, "period": row.period,
+                             "data": orjson.dumps(data.model_dump(mode="json")).decode(), "created_at": now})
+                direction = crossing(before.definite_band if before else None, figure.band)
+                if direction is not None:
+                    crossed = events.ScoreThresholdCrossed(
+                        unit_code=row.unit_code, period=row.period, profile=profile, direction=direction,  # type: ignore[arg-type]
+                        score=figure.score, band=figure.band, version=number, at=now,
+                    )
+                    outgoing.append((self.topic, row.unit_code, events.new_event(events.SCORE_THRESHOLD_CROSSED, SOURCE, row.unit_code, crossed)))
+        dialect = conn.dialect.name
+        if figures:
+            statement = upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect)
+            for part in chunks(figures):
+                await conn.execute(statement, list(part))
+            for part in chunks(feed):
+                await conn.execute(store.score_feed.insert(), list(part))
+            await add_many_to_outbox(conn, store.bus, outgoing)
+        await _clear_dirty(conn, store.counters, ["unit_code", "period"], rows)
+        result.events += len(outgoing)
+
+    async def _score_officers(self, conn: AsyncConnection, result: PassResult) -> None:
+        rows = (await conn.execute(_dirty_query(store.officer_counters, self.batch_size, conn.dialect.name))).all()
+        result.officer_rows = len(rows)
+        if not rows:
+            return
+        oa = store.officer_aggregates
+        officers = sorted({r.officer_id for r in rows})
+        previous: dict[tuple[str, str, str], int] = {}
+        for part in chunks(officers):
+            query = sa.select(oa.c.profile, oa.c.officer_id, oa.c.period, oa.c.version).where(oa.c.officer_id.in_(part))
+            for row in await conn.execute(query):
+                previous[(row.profile, row.officer_id, row.period)] = row.version
+        now = datetime.now(timezone.utc)
+        figures, outgoing = [], []
+        for row in rows:
+            counts = {name: getattr(row, name) for name in COUNTERS}
+            for profile in OFFICER_PROFILES:
+                scored = self.book.score(profile, row.period, counts, {})
+                if scored is None:
+                    continue
+                figure, _version = scored
+                number = previous.get((profile, row.officer_id, row.period), 0) + 1
+                figures.append({
+                    "profile": profile, "officer_id": row.officer_id, "period": row.period, "unit_code": row.unit_code,
+                    "score": figure.score, "max_score": figure.max_score, "band": figure.band, "sample_size": figure.sample_size,
+                    "ratings": figure.ratings, "components": figure.components, "version": number, "updated_at": now,
+                })
+                data = events.OfficerScoreChanged(
+                    officer_id=row.officer_id, unit_code=row.unit_code, period=row.period, profile=profile, score=figure.score,
+                    max_score=figure.max_score, band=figure.band, components=figure.components, ratings=figure.ratings,
+                    version=number, updated_at=now,
+                )
+                outgoing.append((self.topic, row.unit_code, events.new_event(events.OFFICER_SCORE_CHANGED, SOURCE, row.unit_code, data)))
+        if figures:
+            statement = upsert_statement(oa, ["profile", "officer_id", "period"], list(figures[0]), conn.dialect.name)
+            for part in chunks(figures):
+                await conn.execute(statement, list(part))
+            await add_many_to_outbox(conn, store.bus, outgoing)
+        await _clear_dirty(conn, store.officer_counters, ["officer_id", "period"], rows)
+        result.events += len(outgoing)
+
+    async def _prune_feed(self) -> None:
+        now = datetime.now(timezone.utc)
+        if now - self._last_prune < timedelta(minutes=1):
+            return
+        self._last_prune = now
+        async with self.engine.begin() as conn:
+            await conn.execute(store.score_feed.delete().where(store.score_feed.c.created_at < now - FEED_RETENTION))
