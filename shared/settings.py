@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     respondent_hash_key: str | None = None
 
     # --- the bus (shared/bus) ---
-    consumer_batch_size: int = Field(500, ge=1)
+    consumer_batch_size: int = Field(2000, ge=1)  # records per getmany; one transaction per partition batch
     consumer_max_retries: int = Field(3, ge=0)
     outbox_batch_size: int = Field(500, ge=1)
     outbox_poll_seconds: float = Field(0.5, gt=0)

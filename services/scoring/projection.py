@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -28,11 +28,10 @@ from services.scoring.domain.contributions import DossierState, Placement, Ratin
 from services.scoring.domain.counters import (
     COUNTERS, DOSSIER_COUNTERS, RATING_COUNTERS, DossierFacts, RatingFacts, Step, Vector, add_into, rating_vector,
 )
-from services.scoring.domain.periods import periods_of_month
+from services.scoring.domain.periods import months_of
 from shared import events
 from shared.calendar import WorkingCalendar, default_calendar
-from shared.db import upsert_statement
-from shared.periods import month_of
+from shared.db import execute_many, upsert_statement
 
 IN_CHUNK = 2000  # ids per IN (…) list: well inside SQLite's and asyncpg's parameter limits
 MAX_DEPTH = 16  # a unit hierarchy deeper than this is a cycle in the registry
@@ -57,8 +56,8 @@ class Batch:
 class Touched:
     """What a batch changed, for the caller to report."""
 
-    unit_periods: set[tuple[str, str]] = field(default_factory=set)
-    officer_periods: set[tuple[str, str]] = field(default_factory=set)
+    unit_months: set[tuple[str, str]] = field(default_factory=set)
+    officer_months: set[tuple[str, str]] = field(default_factory=set)
 
 
 def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -70,8 +69,17 @@ def officers_json(officer_ids: Iterable[str]) -> str:
     return orjson.dumps(sorted(set(officer_ids))).decode()
 
 
+VIETNAM_OFFSET = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7 without daylight saving since 1975
+
+
+def month_of(moment: datetime) -> str:
+    """`YYYY-MM` of a moment in Việt Nam (as shared.periods.month_of; a fixed offset converts 5× faster)."""
+    local = moment.astimezone(VIETNAM_OFFSET)
+    return f"{local.year}-{local.month:02d}"
+
+
 def placement_of(unit_code: str, completed_at: datetime, officer_ids: Iterable[str]) -> Placement:
-    return Placement(unit_code, str(month_of(completed_at)), tuple(sorted(set(officer_ids))))
+    return Placement(unit_code, month_of(completed_at), tuple(sorted(set(officer_ids))) if officer_ids else ())
 
 
 # --- the registry -------------------------------------------------------------------------------------
@@ -163,6 +171,11 @@ def _rating_from_row(row: Any) -> RatingState:
     )
 
 
+RATING_ZEROS = dict.fromkeys(RATING_COUNTERS, 0)
+DOSSIER_ZEROS = dict.fromkeys(DOSSIER_COUNTERS, 0)
+COUNTER_ZEROS = dict.fromkeys(COUNTERS, 0)
+
+
 def _rating_row(state: RatingState, placement: Placement | None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "rating_id": state.rating_id,
@@ -176,10 +189,9 @@ def _rating_row(state: RatingState, placement: Placement | None) -> dict[str, An
         "verdict_at": state.verdict_at,
         "superseded_by": state.superseded_by,
         "counted": state.counted,
+        **RATING_ZEROS,
     }
-    answers = state.answers or {}
-    for name in RATING_COUNTERS:
-        row[name] = answers.get(name, 0)
+    row.update(state.answers or {})
     return row
 
 
@@ -216,9 +228,9 @@ def _dossier_row(state: DossierState, facts_json: dict[str, Any], vector: Vector
         "dossier_code": state.dossier_code, "revision": state.revision, "unit_code": state.placement.unit_code,
         "month": state.placement.month, "officer_ids": officers_json(state.placement.officer_ids), "facts": facts_json,
         "rated_dissatisfied": state.rated_dissatisfied,
+        **DOSSIER_ZEROS,
     }
-    for name in DOSSIER_COUNTERS:
-        row[name] = vector.get(name, 0)
+    row.update(vector)
     return row
 
 
@@ -342,69 +354,79 @@ async def apply_contributions(conn: AsyncConnection, batch: Batch, calendar: Wor
 
     dialect = conn.dialect.name
     if rating_rows:
-        statement = upsert_statement(store.rating_contributions, ["rating_id"], list(rating_rows[0]), dialect)
-        for part in chunks(rating_rows):
-            await conn.execute(statement, list(part))
+        await execute_many(conn, upsert_statement(store.rating_contributions, ["rating_id"], list(rating_rows[0]), dialect), rating_rows)
     if dossier_rows:
-        statement = upsert_statement(store.dossier_contributions, ["dossier_code"], list(dossier_rows[0]), dialect)
-        for part in chunks(dossier_rows):
-            await conn.execute(statement, list(part))
+        await execute_many(conn, upsert_statement(store.dossier_contributions, ["dossier_code"], list(dossier_rows[0]), dialect), dossier_rows)
     return deltas
 
 
 # --- counters -----------------------------------------------------------------------------------------
 
 
-def _additive_upsert(table: sa.Table, keys: list[str], extra: list[str], dialect: str) -> Any:
-    """INSERT the deltas, or ON CONFLICT add them to the row; either way revision + 1 and dirty."""
+def _insert(dialect: str) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
-    changes: dict[str, Any] = {name: table.c[name] + statement.excluded[name] for name in COUNTERS}
+    return insert
+
+
+def _counter_upsert(table: sa.Table, keys: list[str], extra: list[str], dialect: str, *, additive: bool) -> Any:
+    """INSERT the row, or ON CONFLICT add it to (or, not additive, put it in place of) the stored one;
+    either way revision + 1 and dirty, so the score publisher scores it."""
+    statement = _insert(dialect)(table)
+    changes: dict[str, Any] = {
+        name: (table.c[name] + statement.excluded[name]) if additive else statement.excluded[name] for name in COUNTERS
+    }
     changes.update({name: statement.excluded[name] for name in extra})
     changes["revision"] = table.c.revision + 1
     changes["dirty"] = sa.true()
     return statement.on_conflict_do_update(index_elements=keys, set_=changes)
 
 
+def _counter_rows(keys: tuple[str, str], totals: dict[tuple[str, str], dict[str, int]], extra: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for key, vector in sorted(totals.items()):
+        row = {keys[0]: key[0], keys[1]: key[1], "revision": 1, "dirty": True}
+        if extra is not None:
+            row.update(extra[key[0]])
+        row.update(COUNTER_ZEROS)
+        row.update(vector)
+        rows.append(row)
+    return rows
+
+
+async def _write_counters(conn: AsyncConnection, table: sa.Table, keys: tuple[str, str], rows: list[dict[str, Any]], *, additive: bool) -> None:
+    if not rows:
+        return
+    extra = [name for name in rows[0] if name not in (*keys, *COUNTERS, "revision", "dirty")]
+    await execute_many(conn, _counter_upsert(table, list(keys), extra, conn.dialect.name, additive=additive), rows)
+
+
 async def add_to_counters(conn: AsyncConnection, deltas: Deltas, touched: Touched) -> None:
+    """Add the batch's differences to each unit and its ancestors, and to each officer, for the month."""
     unit_totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     if deltas.units:
         chains = await ancestors_for(conn, {unit for unit, _ in deltas.units})
         for (unit, month), vector in deltas.units.items():
             for ancestor in chains[unit]:
-                for period in periods_of_month(month):
-                    add_into(unit_totals[(ancestor, period)], vector)
-    officer_totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for (officer, month), vector in deltas.officers.items():
-        for period in periods_of_month(month):
-            add_into(officer_totals[(officer, period)], vector)
-    dialect = conn.dialect.name
-    rows = [
-        {"unit_code": unit, "period": period, "revision": 1, "dirty": True, **{n: vector.get(n, 0) for n in COUNTERS}}
-        for (unit, period), vector in sorted(unit_totals.items()) if any(vector.values())
-    ]
-    if rows:
-        await conn.execute(_additive_upsert(store.counters, ["unit_code", "period"], [], dialect), rows)
-        touched.unit_periods.update((r["unit_code"], r["period"]) for r in rows)
-    rows = [
-        {"officer_id": officer, "period": period, "unit_code": deltas.officer_units[officer], "revision": 1, "dirty": True,
-         **{n: vector.get(n, 0) for n in COUNTERS}}
-        for (officer, period), vector in sorted(officer_totals.items()) if any(vector.values())
-    ]
-    if rows:
-        await conn.execute(_additive_upsert(store.officer_counters, ["officer_id", "period"], ["unit_code"], dialect), rows)
-        touched.officer_periods.update((r["officer_id"], r["period"]) for r in rows)
+                add_into(unit_totals[(ancestor, month)], vector)
+    unit_totals = {key: vector for key, vector in unit_totals.items() if any(vector.values())}
+    await _write_counters(conn, store.counters, ("unit_code", "month"), _counter_rows(("unit_code", "month"), unit_totals), additive=True)
+    touched.unit_months.update(unit_totals)
+    officer_totals = {key: vector for key, vector in deltas.officers.items() if any(vector.values())}
+    units_of = {officer: {"unit_code": unit} for officer, unit in deltas.officer_units.items()}
+    await _write_counters(
+        conn, store.officer_counters, ("officer_id", "month"), _counter_rows(("officer_id", "month"), officer_totals, units_of), additive=True,
+    )
+    touched.officer_months.update(officer_totals)
 
 
-async def mark_dirty(conn: AsyncConnection, unit_periods: Iterable[tuple[str, str]], touched: Touched) -> None:
+async def mark_dirty(conn: AsyncConnection, unit_months: Iterable[tuple[str, str]], touched: Touched) -> None:
     """Have the publisher re-score these (e.g. an assessment changed), creating empty counters if needed."""
-    rows = [{"unit_code": u, "period": p, "revision": 1, "dirty": True, **dict.fromkeys(COUNTERS, 0)} for u, p in sorted(set(unit_periods))]
-    if rows:
-        await conn.execute(_additive_upsert(store.counters, ["unit_code", "period"], [], conn.dialect.name), rows)
-        touched.unit_periods.update(unit_periods)
+    keys = sorted(set(unit_months))
+    await _write_counters(conn, store.counters, ("unit_code", "month"), _counter_rows(("unit_code", "month"), {k: {} for k in keys}), additive=True)
+    touched.unit_months.update(keys)
 
 
 @dataclass
@@ -414,6 +436,7 @@ class Sums:
     units: dict[tuple[str, str], dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     officers: dict[tuple[str, str], dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     officer_units: dict[str, str] = field(default_factory=dict)
+    contributions: int = 0
 
 
 async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | None = None) -> Sums:
@@ -424,13 +447,14 @@ async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | N
         (store.dossier_contributions, DOSSIER_COUNTERS, sa.true()),
     ):
         totals = [sa.func.sum(table.c[name]).label(name) for name in names]
-        query = sa.select(table.c.unit_code, table.c.month, table.c.officer_ids, *totals).where(condition, table.c.unit_code.is_not(None))
-        query = query.group_by(table.c.unit_code, table.c.month, table.c.officer_ids)
+        query = sa.select(table.c.unit_code, table.c.month, table.c.officer_ids, sa.func.count().label("n"), *totals)
+        query = query.where(condition, table.c.unit_code.is_not(None)).group_by(table.c.unit_code, table.c.month, table.c.officer_ids)
         parts = [None] if unit_codes is None else list(chunks(list(unit_codes)))
         for part in parts:
             scoped = query if part is None else query.where(table.c.unit_code.in_(part))
             for row in await conn.execute(scoped):
                 vector = {name: int(getattr(row, name) or 0) for name in names}
+                sums.contributions += int(row.n)
                 add_into(sums.units[(row.unit_code, row.month)], vector)
                 for officer in orjson.loads(row.officer_ids):
                     add_into(sums.officers[(officer, row.month)], vector)
@@ -438,62 +462,41 @@ async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | N
     return sums
 
 
-async def recompute_counters(conn: AsyncConnection, ancestors: set[str], touched: Touched, *, officers: bool = False) -> None:
-    """Set the counters of `ancestors` (and, with `officers`, of every officer) to the sums of the contributions."""
-    if not ancestors and not officers:
-        return
+async def recompute_counters(conn: AsyncConnection, ancestors: set[str], touched: Touched, *, everything: bool = False) -> Sums:
+    """Set the counters of `ancestors` (with `everything`: of every unit and officer) to the contributions' sums."""
     closure = store.unit_ancestors
     members: dict[str, set[str]] = defaultdict(set)  # unit → the recomputed ancestors it rolls up into
-    for part in chunks(sorted(ancestors)):
-        for unit_code, ancestor in await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code).where(closure.c.ancestor_code.in_(part))):
+    query = sa.select(closure.c.unit_code, closure.c.ancestor_code)
+    for part in [None] if everything else list(chunks(sorted(ancestors))):
+        scoped = query if part is None else query.where(closure.c.ancestor_code.in_(part))
+        for unit_code, ancestor in await conn.execute(scoped):
             members[unit_code].add(ancestor)
-    sums = await sum_contributions(conn, None if officers else sorted(members))
+    if everything:
+        ancestors = {a for chain in members.values() for a in chain}
+    sums = await sum_contributions(conn, None if everything else sorted(members))
     totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for (unit, month), vector in sums.units.items():
         for ancestor in members.get(unit, ()):
-            for period in periods_of_month(month):
-                add_into(totals[(ancestor, period)], vector)
+            add_into(totals[(ancestor, month)], vector)
     existing: set[tuple[str, str]] = set()
-    for part in chunks(sorted(ancestors)):
-        query = sa.select(store.counters.c.unit_code, store.counters.c.period).where(store.counters.c.unit_code.in_(part))
-        existing.update((u, p) for u, p in await conn.execute(query))
-    keys = existing | set(totals)
-    await _set_counters(conn, store.counters, ["unit_code", "period"], {k: (totals.get(k, {}), {}) for k in keys})
-    touched.unit_periods.update(keys)
-    if officers:
-        officer_totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        for (officer, month), vector in sums.officers.items():
-            for period in periods_of_month(month):
-                add_into(officer_totals[(officer, period)], vector)
-        stored = dict((await conn.execute(sa.select(store.officer_counters.c.officer_id, store.officer_counters.c.unit_code))).all())
-        okeys = {(o, p) for o, p in await conn.execute(sa.select(store.officer_counters.c.officer_id, store.officer_counters.c.period))}
-        okeys |= set(officer_totals)
-        await _set_counters(
-            conn, store.officer_counters, ["officer_id", "period"],
-            {k: (officer_totals.get(k, {}), {"unit_code": sums.officer_units.get(k[0]) or stored.get(k[0], "")}) for k in okeys},
+    query = sa.select(store.counters.c.unit_code, store.counters.c.month)
+    for part in [None] if everything else list(chunks(sorted(ancestors))):
+        scoped = query if part is None else query.where(store.counters.c.unit_code.in_(part))
+        existing.update((u, m) for u, m in await conn.execute(scoped))
+    every = {key: totals.get(key, {}) for key in existing | set(totals)}
+    await _write_counters(conn, store.counters, ("unit_code", "month"), _counter_rows(("unit_code", "month"), every), additive=False)
+    touched.unit_months.update(every)
+    if everything:
+        oc = store.officer_counters
+        stored_units = dict((await conn.execute(sa.select(oc.c.officer_id, oc.c.unit_code))).all())
+        keys = {(o, m) for o, m in await conn.execute(sa.select(oc.c.officer_id, oc.c.month))} | set(sums.officers)
+        officer_totals = {key: sums.officers.get(key, {}) for key in keys}
+        units_of = {o: {"unit_code": sums.officer_units.get(o) or stored_units.get(o, "")} for o, _ in keys}
+        await _write_counters(
+            conn, oc, ("officer_id", "month"), _counter_rows(("officer_id", "month"), officer_totals, units_of), additive=False,
         )
-        touched.officer_periods.update(okeys)
-
-
-async def _set_counters(conn: AsyncConnection, table: sa.Table, keys: list[str], values: dict[tuple[str, str], tuple[dict[str, int], dict[str, Any]]]) -> None:
-    if not values:
-        return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
-    extra = [c for c in ("unit_code",) if c in table.c and c not in keys]
-    changes: dict[str, Any] = {name: statement.excluded[name] for name in (*COUNTERS, *extra)}
-    changes["revision"] = table.c.revision + 1
-    changes["dirty"] = sa.true()
-    statement = statement.on_conflict_do_update(index_elements=keys, set_=changes)
-    rows = []
-    for key, (vector, attributes) in sorted(values.items()):
-        rows.append({**dict(zip(keys, key)), **attributes, "revision": 1, "dirty": True, **{n: vector.get(n, 0) for n in COUNTERS}})
-    for part in chunks(rows):
-        await conn.execute(statement, list(part))
+        touched.officer_months.update(keys)
+    return sums
 
 
 # --- assessments --------------------------------------------------------------------------------------
@@ -541,7 +544,8 @@ async def apply_assessments(conn: AsyncConnection, batch: Batch, touched: Touche
     now = max(at for _, at in batch.assessments)
     rows = [{"unit_code": u, "period": p, "inputs": stored[(u, p)], "updated_at": now} for u, p in keys]
     await conn.execute(upsert_statement(table, ["unit_code", "period"], list(rows[0]), conn.dialect.name), rows)
-    await mark_dirty(conn, keys, touched)
+    # An assessment of a quarter is re-scored through its months: the publisher scores every period of a dirty month.
+    await mark_dirty(conn, [(u, month) for u, p in keys for month in months_of(p)], touched)
 
 
 async def apply_batch(conn: AsyncConnection, batch: Batch, calendar: WorkingCalendar | None = None) -> Touched:
@@ -557,15 +561,10 @@ async def apply_batch(conn: AsyncConnection, batch: Batch, calendar: WorkingCale
     return touched
 
 
-async def rebuild_counters(conn: AsyncConnection) -> Touched:
-    """Every unit's and officer's counters from the contributions alone."""
-    touched = Touched()
-    closure = store.unit_ancestors
+async def rebuild_counters(conn: AsyncConnection) -> Sums:
+    """Every unit's and officer's counters from the contributions alone; returns what was summed."""
     units_with_contributions = set()
     for table in (store.rating_contributions, store.dossier_contributions):
         units_with_contributions.update((await conn.scalars(sa.select(table.c.unit_code).where(table.c.unit_code.is_not(None)).distinct())).all())
     await ancestors_for(conn, units_with_contributions)  # closure rows for units never registered
-    every = set((await conn.scalars(sa.select(closure.c.ancestor_code).distinct())).all())
-    every |= set((await conn.scalars(sa.select(store.counters.c.unit_code).distinct())).all())
-    await recompute_counters(conn, every, touched, officers=True)
-    return touched
+    return await recompute_counters(conn, set(), Touched(), everything=True)

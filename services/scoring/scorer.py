@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.scoring import store
 from services.scoring.domain.counters import COUNTERS
+from services.scoring.domain.periods import months_of, periods_of_month
 from services.scoring.domain.profiles import DEFINITE_BANDS, NOT_SATISFIED, OFFICER_PROFILES, SATISFIED, ProfileBook
 from services.scoring.projection import chunks, current_inputs
 from shared import events, topics
 from shared.aio import wait_event
 from shared.bus.outbox import add_many_to_outbox
-from shared.db import upsert_statement
+from shared.db import execute_many, upsert_statement
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -66,7 +67,28 @@ async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], 
         .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys), table.c.revision == sa.bindparam("k_revision"))
         .values(dirty=False)
     )
-    await conn.execute(statement, [{**{f"k_{k}": getattr(r, k) for k in keys}, "k_revision": r.revision} for r in rows])
+    await execute_many(conn, statement, [{**{f"k_{k}": getattr(r, k) for k in keys}, "k_revision": r.revision} for r in rows])
+
+
+async def _period_counts(conn: AsyncConnection, table: sa.Table, key: str, dirty: list[Any]) -> dict[tuple[str, str], dict[str, int]]:
+    """The counters of every period that contains a dirty month (month, quarter, half, year), summed from months."""
+    wanted = {(getattr(r, key), period) for r in dirty for period in periods_of_month(r.month)}
+    years = sorted({r.month[:4] for r in dirty})
+    months = [f"{year}-{m:02d}" for year in years for m in range(1, 13)]
+    by_month: dict[tuple[str, str], Any] = {}
+    for part in chunks(sorted({getattr(r, key) for r in dirty})):
+        for row in await conn.execute(sa.select(table).where(table.c[key].in_(part), table.c.month.in_(months))):
+            by_month[(getattr(row, key), row.month)] = row
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for subject, period in wanted:
+        total = dict.fromkeys(COUNTERS, 0)
+        for month in months_of(period):
+            row = by_month.get((subject, month))
+            if row is not None:
+                for name in COUNTERS:
+                    total[name] += getattr(row, name)
+        out[(subject, period)] = total
+    return out
 
 
 class Scorer:
@@ -119,8 +141,9 @@ class Scorer:
         result.unit_rows = len(rows)
         if not rows:
             return
-        units = sorted({r.unit_code for r in rows})
-        periods = sorted({r.period for r in rows})
+        period_counts = await _period_counts(conn, store.counters, "unit_code", rows)
+        units = sorted({unit for unit, _ in period_counts})
+        periods = sorted({period for _, period in period_counts})
         agg = store.aggregates
         inputs: dict[tuple[str, str], dict[str, Any]] = {}
         previous: dict[tuple[str, str, str], Any] = {}
@@ -137,50 +160,46 @@ class Scorer:
                 registry[row.code] = row
         now = datetime.now(timezone.utc)
         figures, outgoing, feed = [], [], []
-        for row in rows:
-            counts = {name: getattr(row, name) for name in COUNTERS}
-            unit = registry.get(row.unit_code)
+        for (unit_code, period), counts in sorted(period_counts.items()):
+            unit = registry.get(unit_code)
             for profile in self.book.names:
-                scored = self.book.score(profile, row.period, counts, inputs.get((row.unit_code, row.period), {}))
+                scored = self.book.score(profile, period, counts, inputs.get((unit_code, period), {}))
                 if scored is None:
                     continue  # the profile was not in force in this period
                 figure, version = scored
-                before = previous.get((profile, row.unit_code, row.period))
+                before = previous.get((profile, unit_code, period))
                 number = (before.version if before else 0) + 1
                 definite = figure.band if figure.band in DEFINITE_BANDS else (before.definite_band if before else None)
                 figures.append({
-                    "profile": profile, "unit_code": row.unit_code, "period": row.period, "ratings": figure.ratings,
+                    "profile": profile, "unit_code": unit_code, "period": period, "ratings": figure.ratings,
                     "dossiers": figure.dossiers, "score": figure.score, "band": figure.band, "version": number,
                     "updated_at": now, "max_score": figure.max_score, "provisional": figure.provisional,
                     "ranked": figure.ranked, "sample_size": figure.sample_size, "components": figure.components,
                     "profile_version": version.version, "definite_band": definite,
                 })
                 data = events.ScoreChanged(
-                    unit_code=row.unit_code, unit_name=unit.name if unit else None, period=row.period, profile=profile,
+                    unit_code=unit_code, unit_name=unit.name if unit else None, period=period, profile=profile,
                     score=figure.score, max_score=figure.max_score, band=figure.band, components=figure.components,
                     ratings=figure.ratings, dossiers=figure.dossiers, version=number, updated_at=now,
                     provisional=figure.provisional, profile_version=version.version, sample_size=figure.sample_size,
                     ranked=figure.ranked, unit_level=unit.level if unit else None, parent_code=unit.parent_code if unit else None,
                 )
-                outgoing.append((self.topic, row.unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, row.unit_code, data)))
-                feed.append({"profile": profile, "unit_code": row.unit_code, "period": row.period,
+                outgoing.append((self.topic, unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, unit_code, data)))
+                feed.append({"profile": profile, "unit_code": unit_code, "period": period,
                              "data": orjson.dumps(data.model_dump(mode="json")).decode(), "created_at": now})
                 direction = crossing(before.definite_band if before else None, figure.band)
                 if direction is not None:
                     crossed = events.ScoreThresholdCrossed(
-                        unit_code=row.unit_code, period=row.period, profile=profile, direction=direction,  # type: ignore[arg-type]
+                        unit_code=unit_code, period=period, profile=profile, direction=direction,  # type: ignore[arg-type]
                         score=figure.score, band=figure.band, version=number, at=now,
                     )
-                    outgoing.append((self.topic, row.unit_code, events.new_event(events.SCORE_THRESHOLD_CROSSED, SOURCE, row.unit_code, crossed)))
+                    outgoing.append((self.topic, unit_code, events.new_event(events.SCORE_THRESHOLD_CROSSED, SOURCE, unit_code, crossed)))
         dialect = conn.dialect.name
         if figures:
-            statement = upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect)
-            for part in chunks(figures):
-                await conn.execute(statement, list(part))
-            for part in chunks(feed):
-                await conn.execute(store.score_feed.insert(), list(part))
+            await execute_many(conn, upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect), figures)
+            await execute_many(conn, store.score_feed.insert(), feed)
             await add_many_to_outbox(conn, store.bus, outgoing)
-        await _clear_dirty(conn, store.counters, ["unit_code", "period"], rows)
+        await _clear_dirty(conn, store.counters, ["unit_code", "month"], rows)
         result.events += len(outgoing)
 
     async def _score_officers(self, conn: AsyncConnection, result: PassResult) -> None:
@@ -189,7 +208,9 @@ class Scorer:
         if not rows:
             return
         oa = store.officer_aggregates
-        officers = sorted({r.officer_id for r in rows})
+        period_counts = await _period_counts(conn, store.officer_counters, "officer_id", rows)
+        unit_of = {r.officer_id: r.unit_code for r in rows}
+        officers = sorted(unit_of)
         previous: dict[tuple[str, str, str], int] = {}
         for part in chunks(officers):
             query = sa.select(oa.c.profile, oa.c.officer_id, oa.c.period, oa.c.version).where(oa.c.officer_id.in_(part))
@@ -197,31 +218,28 @@ class Scorer:
                 previous[(row.profile, row.officer_id, row.period)] = row.version
         now = datetime.now(timezone.utc)
         figures, outgoing = [], []
-        for row in rows:
-            counts = {name: getattr(row, name) for name in COUNTERS}
+        for (officer_id, period), counts in sorted(period_counts.items()):
             for profile in OFFICER_PROFILES:
-                scored = self.book.score(profile, row.period, counts, {})
+                scored = self.book.score(profile, period, counts, {})
                 if scored is None:
                     continue
                 figure, _version = scored
-                number = previous.get((profile, row.officer_id, row.period), 0) + 1
+                number = previous.get((profile, officer_id, period), 0) + 1
                 figures.append({
-                    "profile": profile, "officer_id": row.officer_id, "period": row.period, "unit_code": row.unit_code,
+                    "profile": profile, "officer_id": officer_id, "period": period, "unit_code": unit_of[officer_id],
                     "score": figure.score, "max_score": figure.max_score, "band": figure.band, "sample_size": figure.sample_size,
                     "ratings": figure.ratings, "components": figure.components, "version": number, "updated_at": now,
                 })
                 data = events.OfficerScoreChanged(
-                    officer_id=row.officer_id, unit_code=row.unit_code, period=row.period, profile=profile, score=figure.score,
+                    officer_id=officer_id, unit_code=unit_of[officer_id], period=period, profile=profile, score=figure.score,
                     max_score=figure.max_score, band=figure.band, components=figure.components, ratings=figure.ratings,
                     version=number, updated_at=now,
                 )
-                outgoing.append((self.topic, row.unit_code, events.new_event(events.OFFICER_SCORE_CHANGED, SOURCE, row.unit_code, data)))
+                outgoing.append((self.topic, unit_of[officer_id], events.new_event(events.OFFICER_SCORE_CHANGED, SOURCE, unit_of[officer_id], data)))
         if figures:
-            statement = upsert_statement(oa, ["profile", "officer_id", "period"], list(figures[0]), conn.dialect.name)
-            for part in chunks(figures):
-                await conn.execute(statement, list(part))
+            await execute_many(conn, upsert_statement(oa, ["profile", "officer_id", "period"], list(figures[0]), conn.dialect.name), figures)
             await add_many_to_outbox(conn, store.bus, outgoing)
-        await _clear_dirty(conn, store.officer_counters, ["officer_id", "period"], rows)
+        await _clear_dirty(conn, store.officer_counters, ["officer_id", "month"], rows)
         result.events += len(outgoing)
 
     async def _prune_feed(self) -> None:

@@ -2,9 +2,9 @@
 
 - `rating_contributions` / `dossier_contributions`: one row per rating id / dossier code, holding where it
   counts and the counters it adds (domain/counters.py); redelivery or correction rewrites the row.
-- `counters` / `officer_counters`: per unit (rolled up its subtree) or officer and period, the sum of the
+- `counters` / `officer_counters`: per unit (rolled up its subtree) or officer and month, the sum of the
   current contributions; `revision` goes up with every change and `dirty` marks rows the score publisher
-  has not scored yet.
+  has not scored yet. Quarters, halves and years are summed from their months when scored.
 - `aggregates` / `officer_aggregates`: each profile's figure per unit or officer and period, with the
   `version` that only goes up (carried by scores.v1 events).
 - `score_feed`: the published changes in order, read by the SSE stream (pruned after an hour).
@@ -106,12 +106,13 @@ def _counter_table(name: str, key: list[sa.Column], extra: list[sa.Column]) -> s
     )
 
 
+# Kept per month: a quarter's, half's or year's counters are the sums of its months (summed when scored).
 counters = _counter_table(
-    "counters", [sa.Column("unit_code", sa.String(64), primary_key=True), sa.Column("period", sa.String(8), primary_key=True)], []
+    "counters", [sa.Column("unit_code", sa.String(64), primary_key=True), sa.Column("month", sa.String(7), primary_key=True)], []
 )
 officer_counters = _counter_table(
     "officer_counters",
-    [sa.Column("officer_id", sa.String(64), primary_key=True), sa.Column("period", sa.String(8), primary_key=True)],
+    [sa.Column("officer_id", sa.String(64), primary_key=True), sa.Column("month", sa.String(7), primary_key=True)],
     [sa.Column("unit_code", sa.String(64), nullable=False)],
 )
 

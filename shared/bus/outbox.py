@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.aio import wait_event
 from shared.bus.tables import BusTables
+from shared.db import execute_many
 from shared.events import CloudEvent, new_traceparent
 from shared.logging import get_logger
 from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
@@ -59,7 +60,8 @@ async def add_many_to_outbox(
     if not records:
         return
     now = datetime.now(timezone.utc)
-    await conn.execute(
+    await execute_many(
+        conn,
         tables.outbox.insert(),
         [
             {"event_id": event.id, "topic": topic, "key": key, "value": event.to_bytes(),

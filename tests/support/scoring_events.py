@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import store
+from services.scoring.domain.counters import COUNTERS
+from services.scoring.domain.periods import months_of
 from services.scoring.handlers import HANDLERS, apply_scoring_batch
 from services.scoring.projection import rebuild_counters
 from shared import events
@@ -104,33 +106,34 @@ async def apply_each(engine: AsyncEngine, batches: Iterable[Iterable[events.Clou
 
 
 async def counters(engine: AsyncEngine, unit_code: str, period: str) -> dict[str, int]:
+    """A unit's counters for any period (summed from its months, as the score publisher does), zeros left out."""
+    table = store.counters
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(store.counters).where(store.counters.c.unit_code == unit_code, store.counters.c.period == period))).first()
-    if row is None:
-        return {}
-    return {k: v for k, v in row._mapping.items() if k not in ("unit_code", "period", "revision", "dirty") and v}
+        rows = (await conn.execute(sa.select(table).where(table.c.unit_code == unit_code, table.c.month.in_(months_of(period))))).all()
+    total: dict[str, int] = {}
+    for row in rows:
+        for name in COUNTERS:
+            total[name] = total.get(name, 0) + getattr(row, name)
+    return {k: v for k, v in total.items() if v}
+
+
+async def _all(engine: AsyncEngine, table: sa.Table, key: str) -> dict[tuple[str, str], dict[str, int]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(table))).all()
+    out = {}
+    for row in rows:
+        values = {name: getattr(row, name) for name in COUNTERS if getattr(row, name)}
+        if values:
+            out[(getattr(row, key), row.month)] = values
+    return out
 
 
 async def all_counters(engine: AsyncEngine) -> dict[tuple[str, str], dict[str, int]]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(store.counters))).all()
-    out = {}
-    for row in rows:
-        values = {k: v for k, v in row._mapping.items() if k not in ("unit_code", "period", "revision", "dirty") and v}
-        if values:
-            out[(row.unit_code, row.period)] = values
-    return out
+    return await _all(engine, store.counters, "unit_code")
 
 
 async def all_officer_counters(engine: AsyncEngine) -> dict[tuple[str, str], dict[str, int]]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(sa.select(store.officer_counters))).all()
-    out = {}
-    for row in rows:
-        values = {k: v for k, v in row._mapping.items() if k not in ("officer_id", "period", "unit_code", "revision", "dirty") and v}
-        if values:
-            out[(row.officer_id, row.period)] = values
-    return out
+    return await _all(engine, store.officer_counters, "officer_id")
 
 
 async def rebuild(engine: AsyncEngine) -> None:

@@ -63,7 +63,10 @@ class RatingState:
 
     def arrive(self, dossier_code: str, placement: Placement, answers: Vector, flagged: bool) -> RatingState:
         # A flag is never lifted by a later accepted event for the same rating: only a verdict lifts it.
-        return replace(self, dossier_code=dossier_code, placement=placement, answers=answers, arrived=True, flagged=self.flagged or flagged)
+        # (Built directly rather than with dataclasses.replace: this runs once per rating on the hot path.)
+        return RatingState(
+            self.rating_id, dossier_code, placement, answers, True, self.flagged or flagged, self.verdict, self.verdict_at, self.superseded_by,
+        )
 
     def verify(self, verdict: str, verified_at: datetime, dossier_code: str | None = None) -> RatingState:
         newer = self.verdict_at is None or (verified_at, verdict == "not_genuine") > (self.verdict_at, self.verdict == "not_genuine")

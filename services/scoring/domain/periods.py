@@ -53,3 +53,10 @@ def periods_of_month(month: str) -> list[str]:
         raise ValueError(f"{month!r} is not a month")
     m = period.index
     return [month, f"{period.year}-Q{(m - 1) // 3 + 1}", f"{period.year}-H{1 if m <= 6 else 2}", f"{period.year}"]
+
+
+def months_of(period: Period | str) -> list[str]:
+    """The months (`YYYY-MM`) a period is made of."""
+    period = parse_period(period) if isinstance(period, str) else period
+    start = first_month(period)
+    return [f"{period.year}-{m:02d}" for m in range(start, start + KIND_SPAN_MONTHS[period.kind])]

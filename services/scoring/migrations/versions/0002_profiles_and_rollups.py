@@ -1,5 +1,6 @@
 """Scoring profiles, roll-ups and corrections: contributions with counters, counters per unit and officer,
-assessments, figures per profile, the SSE feed.
+assessments, figures per profile, the SSE feed. Counters are kept per month; longer periods are
+summed from their months.
 
 The walking skeleton's contribution rows lacked the facts the profiles need (attitude, criteria,
 lateness, supplements), so they are dropped and the consumer's stored offsets cleared: on its next start
@@ -87,10 +88,10 @@ def upgrade() -> None:
         sa.Column("rated_dissatisfied", sa.Boolean, nullable=False),
         *_counters(DOSSIER_COUNTERS),
     )
-    _counter_table("counters", [sa.Column("unit_code", sa.String(64), primary_key=True), sa.Column("period", sa.String(8), primary_key=True)])
+    _counter_table("counters", [sa.Column("unit_code", sa.String(64), primary_key=True), sa.Column("month", sa.String(7), primary_key=True)])
     _counter_table(
         "officer_counters",
-        [sa.Column("officer_id", sa.String(64), primary_key=True), sa.Column("period", sa.String(8), primary_key=True),
+        [sa.Column("officer_id", sa.String(64), primary_key=True), sa.Column("month", sa.String(7), primary_key=True),
          sa.Column("unit_code", sa.String(64), nullable=False)],
     )
     op.create_table(
