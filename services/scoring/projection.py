@@ -14,7 +14,7 @@ So the counters always equal the sum of the current contributions, whatever the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -439,7 +439,7 @@ class Sums:
     contributions: int = 0
 
 
-async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | None = None) -> Sums:
+async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | None = None, month: str | None = None) -> Sums:
     """The counters of the current contributions, grouped in SQL by unit, month and officer list."""
     sums = Sums()
     for table, names, condition in (
@@ -449,6 +449,8 @@ async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | N
         totals = [sa.func.sum(table.c[name]).label(name) for name in names]
         query = sa.select(table.c.unit_code, table.c.month, table.c.officer_ids, sa.func.count().label("n"), *totals)
         query = query.where(condition, table.c.unit_code.is_not(None)).group_by(table.c.unit_code, table.c.month, table.c.officer_ids)
+        if month is not None:
+            query = query.where(table.c.month == month)
         parts = [None] if unit_codes is None else list(chunks(list(unit_codes)))
         for part in parts:
             scoped = query if part is None else query.where(table.c.unit_code.in_(part))
@@ -462,41 +464,72 @@ async def sum_contributions(conn: AsyncConnection, unit_codes: Sequence[str] | N
     return sums
 
 
-async def recompute_counters(conn: AsyncConnection, ancestors: set[str], touched: Touched, *, everything: bool = False) -> Sums:
-    """Set the counters of `ancestors` (with `everything`: of every unit and officer) to the contributions' sums."""
+async def recompute_counters(conn: AsyncConnection, ancestors: set[str], touched: Touched) -> None:
+    """Set the counters of `ancestors` to the sums of the contributions of their subtrees (after a move)."""
     closure = store.unit_ancestors
     members: dict[str, set[str]] = defaultdict(set)  # unit → the recomputed ancestors it rolls up into
-    query = sa.select(closure.c.unit_code, closure.c.ancestor_code)
-    for part in [None] if everything else list(chunks(sorted(ancestors))):
-        scoped = query if part is None else query.where(closure.c.ancestor_code.in_(part))
-        for unit_code, ancestor in await conn.execute(scoped):
+    for part in chunks(sorted(ancestors)):
+        for unit_code, ancestor in await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code).where(closure.c.ancestor_code.in_(part))):
             members[unit_code].add(ancestor)
-    if everything:
-        ancestors = {a for chain in members.values() for a in chain}
-    sums = await sum_contributions(conn, None if everything else sorted(members))
+    sums = await sum_contributions(conn, sorted(members))
     totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for (unit, month), vector in sums.units.items():
         for ancestor in members.get(unit, ()):
             add_into(totals[(ancestor, month)], vector)
     existing: set[tuple[str, str]] = set()
-    query = sa.select(store.counters.c.unit_code, store.counters.c.month)
-    for part in [None] if everything else list(chunks(sorted(ancestors))):
-        scoped = query if part is None else query.where(store.counters.c.unit_code.in_(part))
-        existing.update((u, m) for u, m in await conn.execute(scoped))
+    for part in chunks(sorted(ancestors)):
+        query = sa.select(store.counters.c.unit_code, store.counters.c.month).where(store.counters.c.unit_code.in_(part))
+        existing.update((u, m) for u, m in await conn.execute(query))
     every = {key: totals.get(key, {}) for key in existing | set(totals)}
     await _write_counters(conn, store.counters, ("unit_code", "month"), _counter_rows(("unit_code", "month"), every), additive=False)
     touched.unit_months.update(every)
-    if everything:
-        oc = store.officer_counters
-        stored_units = dict((await conn.execute(sa.select(oc.c.officer_id, oc.c.unit_code))).all())
-        keys = {(o, m) for o, m in await conn.execute(sa.select(oc.c.officer_id, oc.c.month))} | set(sums.officers)
-        officer_totals = {key: sums.officers.get(key, {}) for key in keys}
-        units_of = {o: {"unit_code": sums.officer_units.get(o) or stored_units.get(o, "")} for o, _ in keys}
+
+
+async def zero_counters(conn: AsyncConnection) -> None:
+    """Every counter to zero, and dirty: what follows adds to them, and the publisher re-scores them all."""
+    zeros = {name: 0 for name in COUNTERS}
+    for table in (store.counters, store.officer_counters):
+        await conn.execute(table.update().values(**zeros, revision=table.c.revision + 1, dirty=True))
+
+
+async def contribution_months(conn: AsyncConnection) -> dict[str, int]:
+    """How many contributions each month has (ratings and dossiers)."""
+    months: dict[str, int] = defaultdict(int)
+    for table in (store.rating_contributions, store.dossier_contributions):
+        query = sa.select(table.c.month, sa.func.count()).where(table.c.month.is_not(None)).group_by(table.c.month)
+        for month, count in await conn.execute(query):
+            months[month] += int(count)
+    return dict(sorted(months.items()))
+
+
+async def rebuild_counters(conn: AsyncConnection, on_progress: Callable[[int], None] | None = None) -> int:
+    """Every unit's and officer's counters from the contributions alone, month by month; returns how many
+    contributions were summed. `on_progress` is told how many contributions each month had."""
+    units_with_contributions = set()
+    for table in (store.rating_contributions, store.dossier_contributions):
+        units_with_contributions.update((await conn.scalars(sa.select(table.c.unit_code).where(table.c.unit_code.is_not(None)).distinct())).all())
+    await ancestors_for(conn, units_with_contributions)  # closure rows for units never registered
+    closure = store.unit_ancestors
+    chains: dict[str, list[str]] = defaultdict(list)
+    for unit_code, ancestor in await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code)):
+        chains[unit_code].append(ancestor)
+    await zero_counters(conn)
+    summed = 0
+    for month, count in (await contribution_months(conn)).items():
+        sums = await sum_contributions(conn, None, month)
+        unit_totals: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for (unit, unit_month), vector in sums.units.items():
+            for ancestor in chains.get(unit, [unit]):
+                add_into(unit_totals[(ancestor, unit_month)], vector)
+        await _write_counters(conn, store.counters, ("unit_code", "month"), _counter_rows(("unit_code", "month"), unit_totals), additive=False)
+        units_of = {officer: {"unit_code": unit} for officer, unit in sums.officer_units.items()}
         await _write_counters(
-            conn, oc, ("officer_id", "month"), _counter_rows(("officer_id", "month"), officer_totals, units_of), additive=False,
+            conn, store.officer_counters, ("officer_id", "month"), _counter_rows(("officer_id", "month"), dict(sums.officers), units_of), additive=False,
         )
-        touched.officer_months.update(keys)
-    return sums
+        summed += sums.contributions
+        if on_progress is not None:
+            on_progress(count)
+    return summed
 
 
 # --- assessments --------------------------------------------------------------------------------------
@@ -559,12 +592,3 @@ async def apply_batch(conn: AsyncConnection, batch: Batch, calendar: WorkingCale
     if moved_ancestors:
         await recompute_counters(conn, moved_ancestors, touched)
     return touched
-
-
-async def rebuild_counters(conn: AsyncConnection) -> Sums:
-    """Every unit's and officer's counters from the contributions alone; returns what was summed."""
-    units_with_contributions = set()
-    for table in (store.rating_contributions, store.dossier_contributions):
-        units_with_contributions.update((await conn.scalars(sa.select(table.c.unit_code).where(table.c.unit_code.is_not(None)).distinct())).all())
-    await ancestors_for(conn, units_with_contributions)  # closure rows for units never registered
-    return await recompute_counters(conn, set(), Touched(), everything=True)
