@@ -29,7 +29,11 @@ async def _configure(runtime: Runtime) -> None:
 
 async def publish_scores(runtime: Runtime) -> None:
     scorer: Scorer = runtime.extras["scorer"]
-    await scorer.run(min_interval_seconds=runtime.settings.scoring_publish_interval_seconds, on_published=runtime.relay.wake)
+    consumer = runtime.consumer
+    await scorer.run(
+        min_interval_seconds=runtime.settings.scoring_publish_interval_seconds, on_published=runtime.relay.wake,
+        backlog=lambda: consumer.lag if consumer is not None else 0,
+    )
 
 
 def _wake_scorer(runtime: Runtime, _topics: list[str]) -> None:

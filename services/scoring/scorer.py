@@ -101,8 +101,17 @@ class Scorer:
         self.listeners: list[Callable[[], None]] = []  # told after each pass that published something
         self._last_prune = datetime.now(timezone.utc)
 
-    async def run(self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, on_published: Callable[[], None] | None = None) -> None:
-        """Score whatever is dirty, whenever woken (or every `poll_seconds`, for changes made by other replicas)."""
+    async def run(
+        self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, on_published: Callable[[], None] | None = None,
+        backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 10_000, busy_interval_seconds: float = 2.0,
+    ) -> None:
+        """Score whatever is dirty, whenever woken (or every `poll_seconds`, for changes made by other replicas).
+
+        While the consumer is far behind (`backlog` above `busy_backlog` records, e.g. catching up after an
+        outage or a replay) one pass runs every `busy_interval_seconds` at most: every rating changes 20
+        figures (4 periods × 5 profiles) of its unit and as many of each ancestor, so publishing each
+        batch's changes would multiply the events; waiting lets one event carry many ratings' changes.
+        """
         failures = 0
         while True:
             await wait_event(self.wake, poll_seconds)
@@ -117,6 +126,8 @@ class Scorer:
                             listener()
                     if result.unit_rows < self.batch_size and result.officer_rows < self.batch_size:
                         break
+                    if backlog() > busy_backlog:
+                        break  # the rest waits for the next pass
                 await self._prune_feed()
                 failures = 0
             except asyncio.CancelledError:
@@ -126,8 +137,8 @@ class Scorer:
                 delay = min(10.0, 0.25 * 2**failures)
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
-            # Under load this pause is what collapses many batches' changes into one event each.
-            await asyncio.sleep(min_interval_seconds)
+            # This pause is what collapses many batches' changes into one event each.
+            await asyncio.sleep(busy_interval_seconds if backlog() > busy_backlog else min_interval_seconds)
 
     async def publish_once(self) -> PassResult:
         result = PassResult()

@@ -115,6 +115,7 @@ class ConsumerRunner:
         self.after_commit = after_commit
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
+        self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
         self._stopping = False
 
     async def run(self) -> None:
@@ -354,9 +355,12 @@ class ConsumerRunner:
     async def _update_lag(self) -> None:
         if self.consumer is None:
             return
+        total = 0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
             position = await self.consumer.position(tp)
             CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            total += max(0, highwater - position)
+        self.lag = total
