@@ -1,9 +1,10 @@
 """Suite `scoring`: one scoring process against raw aiokafka and raw SQL, on the same broker and database.
 
-1. consume: a topic pre-filled with 1,000,000 rating.accepted events (10,000 units, 12 months of 2026)
+1. consume: a topic pre-filled with 1,000,000 rating.accepted events (10,000 wards under 34 provinces,
+   registered on units.v1; 12 months of 2026)
    applied by one scoring process (uvicorn, SQLite), beside a raw aiokafka consumer reading the same
    topic in the same run; also the time until every changed figure is scored and published;
-2. rankings: GET /v1/rankings p50/p99 over 10,000 units (12 monthly periods present), beside computing
+2. rankings: GET /v1/rankings?level=ward p50/p99 over 10,000 wards (12 months present), beside computing
    the same ranking from the raw ratings with one SQL GROUP BY on the same database;
 3. rebuild: recomputing every counter from the 1,000,000 contributions.
 """
@@ -53,6 +54,28 @@ def rating_value(index: int, units: int) -> tuple[bytes, bytes]:
     event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/bench", "type": "vn.hailong.rating.accepted.v1",
              "subject": unit, "time": completed.isoformat(), "datacontenttype": "application/json", "data": data}
     return unit.encode(), orjson.dumps(event)
+
+
+def unit_values(units: int, provinces: int = 34) -> list[tuple[bytes, bytes]]:
+    """The registry: `provinces` provinces and `units` wards spread over them (the 2025 two-level map)."""
+    def event(code: str, level: str, parent: str | None) -> tuple[bytes, bytes]:
+        data = {"code": code, "name": f"Đơn vị {code}", "level": level, "parent_code": parent}
+        return code.encode(), orjson.dumps({
+            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/bench", "type": "vn.hailong.unit.upserted.v1",
+            "subject": code, "time": datetime.now(timezone.utc).isoformat(), "datacontenttype": "application/json", "data": data,
+        })
+
+    out = [event(f"P{p:02d}", "province", None) for p in range(provinces)]
+    return out + [event(f"B.{u:05d}", "ward", f"P{u % provinces:02d}") for u in range(units)]
+
+
+async def fill_units(bootstrap: str, topic: str, units: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, value=value, key=key) for key, value in unit_values(units)])
+    finally:
+        await producer.stop()
 
 
 async def fill(bootstrap: str, topic: str, count: int, units: int) -> float:
@@ -174,15 +197,18 @@ ORDER BY score DESC, unit_code
 """
 
 
-async def rankings(port: int, data_dir: Path, requests: int) -> tuple[list[float], list[float], int]:
-    timings, raw = [], []
+async def rankings(port: int, data_dir: Path, requests: int) -> tuple[list[float], list[float], list[float], int]:
+    """(computed answers, cached answers, raw GROUP BY) timings over the 12 months."""
+    computed, cached, raw = [], [], []
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         for i in range(requests):
             month = f"2026-{1 + i % MONTHS:02d}"
-            started = time.perf_counter()
-            response = await client.get("/v1/rankings", params={"period": month, "profile": "satisfied-share"})
-            timings.append(time.perf_counter() - started)
-            assert response.status_code == 200, response.text[:300]
+            for headers, timings in (({"Cache-Control": "no-cache"}, computed), ({}, cached)):
+                started = time.perf_counter()
+                params = {"period": month, "profile": "satisfied-share", "level": "ward"}
+                response = await client.get("/v1/rankings", params=params, headers=headers)
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text[:300]
         items = len(response.json()["items"])
     engine = create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'scoring.db'}")
     async with engine.connect() as conn:
@@ -191,8 +217,8 @@ async def rankings(port: int, data_dir: Path, requests: int) -> tuple[list[float
             rows = (await conn.execute(sa.text(RAW_RANKING), {"month": f"2026-{1 + i % MONTHS:02d}"})).all()
             raw.append(time.perf_counter() - started)
     await engine.dispose()
-    assert abs(len(rows) - items) <= items // 100, (len(rows), items)
-    return timings, raw, items
+    assert abs(len(rows) - items) <= max(1, items // 100), (len(rows), items)
+    return computed, cached, raw, items
 
 
 async def rebuild(data_dir: Path) -> tuple[float, int]:
@@ -217,6 +243,7 @@ async def run(ctx: BenchContext) -> list[dict[str, Any]]:
     units = min(UNITS, max(100, count // 100))
     await ensure_topics(ctx.bootstrap, topic_specs(PREFIX, 3))
     topic = f"{PREFIX}{topics.RATINGS}"
+    await fill_units(ctx.bootstrap, f"{PREFIX}{topics.UNITS}", units)
     fill_seconds = await fill(ctx.bootstrap, topic, count, units)
     print(f"  pre-filled {topic} with {count:,} ratings in {fill_seconds:.0f}s", flush=True)
     rows = []
@@ -232,21 +259,24 @@ async def run(ctx: BenchContext) -> list[dict[str, Any]]:
         "raw aiokafka consume of the same topic", count / ceiling, events=count,
     ))
     try:
-        requests = ctx.size(200, minimum=20)
-        timings, raw, items = await rankings(port, data_dir, requests)
+        requests = ctx.size(200, minimum=24)
+        computed, cached, raw, items = await rankings(port, data_dir, requests)
     finally:
         process.terminate()
         process.wait(60)
-    p50, p99, raw50, raw99 = (percentile(timings, 0.5), percentile(timings, 0.99), percentile(raw, 0.5), percentile(raw, 0.99))
-    print(f"  GET /v1/rankings ({items:,} ranked units): p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
-          f"raw GROUP BY p50 {raw50 * 1000:.1f} ms, p99 {raw99 * 1000:.1f} ms", flush=True)
-    rows.append({
-        "scenario": f"GET /v1/rankings, {items:,} ranked units of {units:,}, one month of 12", "unit": "ms (p50 / p99)",
-        "value": round(p50 * 1000, 1), "p99": round(p99 * 1000, 1), "ceiling": "one SQL GROUP BY over the raw ratings (SQL only, no HTTP)",
-        "ceiling_value": round(raw50 * 1000, 1), "ceiling_p99": round(raw99 * 1000, 1),
-        "ratio_to_ceiling": round(raw50 / p50, 3), "target": "lower than the GROUP BY", "requests": requests,
-        "mean_ms": round(statistics.mean(timings) * 1000, 1),
-    })
+    raw50, raw99 = percentile(raw, 0.5), percentile(raw, 0.99)
+    for label, timings in (("computed (Cache-Control: no-cache)", computed), ("cached until a figure changes", cached)):
+        p50, p99 = percentile(timings, 0.5), percentile(timings, 0.99)
+        print(f"  GET /v1/rankings {label} ({items:,} ranked units): p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
+              f"raw GROUP BY p50 {raw50 * 1000:.1f} ms, p99 {raw99 * 1000:.1f} ms", flush=True)
+        rows.append({
+            "scenario": f"GET /v1/rankings, {label}: {items:,} ranked units of {units:,}, one month of 12", "unit": "ms (p50)",
+            "value": round(p50 * 1000, 1), "p99_ms": round(p99 * 1000, 1),
+            "ceiling": "one SQL GROUP BY over the raw ratings, same database (SQL only, no HTTP)",
+            "ceiling_value": round(raw50 * 1000, 1), "ceiling_p99_ms": round(raw99 * 1000, 1),
+            "ratio_to_ceiling": round(raw50 / p50, 3), "target": "faster than the GROUP BY (ratio > 1)", "requests": requests,
+            "mean_ms": round(statistics.mean(timings) * 1000, 1),
+        })
     seconds, contributions = await rebuild(data_dir)
     rows.append(ratio_row("rebuild every counter from the contributions", "contributions/s", contributions / seconds,
                           "raw aiokafka consume of the same topic", count / ceiling, contributions=contributions, seconds=round(seconds, 1)))

@@ -59,20 +59,29 @@ async def rankings(
     level: Annotated[UnitLevel | None, Query()] = None,
     parent: Annotated[str | None, Query(pattern=UNIT_CODE)] = None,
     format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",  # noqa: A002 - the contract's name
+    cache_control: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """Units ranked by score (ties share a rank); provisional figures and insufficient data listed apart."""
-    _checked_profile(book, profile)
-    async with runtime.engine.connect() as conn:
-        body = await reads.ranking(conn, book, profile, period, level, parent)
-    if format == "json":
-        return _json(body)
-    from services.scoring import exports
+    """Units ranked by score (ties share a rank); provisional figures and insufficient data listed apart.
 
-    filename = f"rankings-{profile}-{period}.{format}"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    if format == "csv":
-        return Response(exports.to_csv(body), media_type="text/csv; charset=utf-8", headers=headers)
-    return Response(exports.to_xlsx(body), media_type=XLSX, headers=headers)
+    The answer is reused until a figure changes; `Cache-Control: no-cache` asks for it to be computed again."""
+    _checked_profile(book, profile)
+    cache: reads.RankingCache = runtime.extras["ranking_cache"]
+    async with runtime.engine.connect() as conn:
+
+        async def render() -> bytes:
+            body = await reads.ranking(conn, book, profile, period, level, parent, embed=format == "json")
+            if format == "json":
+                return orjson.dumps(body)
+            from services.scoring import exports
+
+            return exports.to_csv(body) if format == "csv" else exports.to_xlsx(body)
+
+        fresh = "no-cache" in (cache_control or "").lower()
+        content = await cache.get(conn, (profile, period, level, parent, format), render, fresh=fresh)
+    if format == "json":
+        return Response(content, media_type="application/json")
+    headers = {"Content-Disposition": f'attachment; filename="rankings-{profile}-{period}.{format}"'}
+    return Response(content, media_type="text/csv; charset=utf-8" if format == "csv" else XLSX, headers=headers)
 
 
 @router.get("/v1/rankings/stream", dependencies=[Depends(public_read)])

@@ -10,6 +10,7 @@ from services.scoring.api import router
 from services.scoring.domain.profiles import ProfileBook
 from services.scoring.feed import Broadcast
 from services.scoring.handlers import HANDLERS, apply_scoring_batch
+from services.scoring.reads import RankingCache
 from services.scoring.scorer import Scorer
 from shared import topics
 from shared.ratelimit import RateLimiter
@@ -24,7 +25,7 @@ async def _configure(runtime: Runtime) -> None:
     broadcast = Broadcast()
     scorer = Scorer(runtime.engine, book, settings.topic_prefix)
     scorer.listeners.append(broadcast.notify)
-    runtime.extras.update(book=book, broadcast=broadcast, scorer=scorer, rate_limiter=RateLimiter())
+    runtime.extras.update(book=book, broadcast=broadcast, scorer=scorer, rate_limiter=RateLimiter(), ranking_cache=RankingCache())
 
 
 async def publish_scores(runtime: Runtime) -> None:

@@ -11,6 +11,8 @@ between two passes is collapsed into one event per unit, period and profile inst
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,7 +29,7 @@ from services.scoring.domain.profiles import DEFINITE_BANDS, NOT_SATISFIED, OFFI
 from services.scoring.projection import chunks, current_inputs
 from shared import events, topics
 from shared.aio import wait_event
-from shared.bus.outbox import add_many_to_outbox
+from shared.bus.outbox import add_serialised_to_outbox
 from shared.db import execute_many, upsert_statement
 from shared.logging import get_logger
 
@@ -42,6 +44,14 @@ class PassResult:
     officer_rows: int = 0
     events: int = 0
     feed_ids: list[int] = field(default_factory=list)
+
+
+def _outgoing(topic: str, key: str, event_type: str, time: str, data: bytes) -> tuple[str, str, str, bytes]:
+    """(topic, key, event id, CloudEvent bytes) with `data` already serialised."""
+    event_id = str(uuid.uuid4())
+    head = orjson.dumps({"specversion": "1.0", "id": event_id, "source": SOURCE, "type": event_type, "subject": key,
+                         "time": time, "datacontenttype": "application/json"})
+    return topic, key, event_id, head[:-1] + b',"data":' + data + b"}"
 
 
 def crossing(previous_definite: str | None, band: str) -> str | None:
@@ -103,19 +113,23 @@ class Scorer:
 
     async def run(
         self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, on_published: Callable[[], None] | None = None,
-        backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 10_000, busy_interval_seconds: float = 2.0,
+        backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 20_000, max_deferral_seconds: float = 15.0,
     ) -> None:
         """Score whatever is dirty, whenever woken (or every `poll_seconds`, for changes made by other replicas).
 
-        While the consumer is far behind (`backlog` above `busy_backlog` records, e.g. catching up after an
-        outage or a replay) one pass runs every `busy_interval_seconds` at most: every rating changes 20
-        figures (4 periods × 5 profiles) of its unit and as many of each ancestor, so publishing each
-        batch's changes would multiply the events; waiting lets one event carry many ratings' changes.
+        While the consumer is far behind (`backlog` above `busy_backlog` records: catching up after an outage
+        or a replay) scoring waits, for `max_deferral_seconds` at most: every rating changes 20 figures
+        (4 periods × 5 profiles) of its unit and as many of each ancestor, so scoring each batch's changes
+        would take the CPU the consumer needs and publish figures that are stale at once.
         """
         failures = 0
+        last_pass = time.monotonic()
         while True:
             await wait_event(self.wake, poll_seconds)
             self.wake.clear()
+            if backlog() > busy_backlog and time.monotonic() - last_pass < max_deferral_seconds:
+                continue
+            last_pass = time.monotonic()
             try:
                 while True:
                     result = await self.publish_once()
@@ -137,8 +151,8 @@ class Scorer:
                 delay = min(10.0, 0.25 * 2**failures)
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
-            # This pause is what collapses many batches' changes into one event each.
-            await asyncio.sleep(busy_interval_seconds if backlog() > busy_backlog else min_interval_seconds)
+            # This pause lets the changes of several batches collapse into one event each.
+            await asyncio.sleep(min_interval_seconds)
 
     async def publish_once(self) -> PassResult:
         result = PassResult()
@@ -170,6 +184,7 @@ class Scorer:
             for row in await conn.execute(sa.select(u.c.code, u.c.name, u.c.level, u.c.parent_code).where(u.c.code.in_(part))):
                 registry[row.code] = row
         now = datetime.now(timezone.utc)
+        stamp = now.isoformat()
         figures, outgoing, feed = [], [], []
         for (unit_code, period), counts in sorted(period_counts.items()):
             unit = registry.get(unit_code)
@@ -188,28 +203,28 @@ class Scorer:
                     "ranked": figure.ranked, "sample_size": figure.sample_size, "components": figure.components,
                     "profile_version": version.version, "definite_band": definite,
                 })
-                data = events.ScoreChanged(
-                    unit_code=unit_code, unit_name=unit.name if unit else None, period=period, profile=profile,
-                    score=figure.score, max_score=figure.max_score, band=figure.band, components=figure.components,
-                    ratings=figure.ratings, dossiers=figure.dossiers, version=number, updated_at=now,
-                    provisional=figure.provisional, profile_version=version.version, sample_size=figure.sample_size,
-                    ranked=figure.ranked, unit_level=unit.level if unit else None, parent_code=unit.parent_code if unit else None,
-                )
-                outgoing.append((self.topic, unit_code, events.new_event(events.SCORE_CHANGED, SOURCE, unit_code, data)))
-                feed.append({"profile": profile, "unit_code": unit_code, "period": period,
-                             "data": orjson.dumps(data.model_dump(mode="json")).decode(), "created_at": now})
+                # The events are built as plain dicts and serialised once: scoring's own output, in the shape
+                # of events.ScoreChanged (a test validates every event against the schemas).
+                data = {
+                    "unit_code": unit_code, "unit_name": unit.name if unit else None, "period": period, "profile": profile,
+                    "score": figure.score, "max_score": figure.max_score, "band": figure.band, "components": figure.components,
+                    "ratings": figure.ratings, "dossiers": figure.dossiers, "version": number, "updated_at": stamp,
+                    "provisional": figure.provisional, "profile_version": version.version, "sample_size": figure.sample_size,
+                    "ranked": figure.ranked, "unit_level": unit.level if unit else None, "parent_code": unit.parent_code if unit else None,
+                }
+                body = orjson.dumps(data)
+                outgoing.append(_outgoing(self.topic, unit_code, events.SCORE_CHANGED, stamp, body))
+                feed.append({"profile": profile, "unit_code": unit_code, "period": period, "data": body.decode(), "created_at": now})
                 direction = crossing(before.definite_band if before else None, figure.band)
                 if direction is not None:
-                    crossed = events.ScoreThresholdCrossed(
-                        unit_code=unit_code, period=period, profile=profile, direction=direction,  # type: ignore[arg-type]
-                        score=figure.score, band=figure.band, version=number, at=now,
-                    )
-                    outgoing.append((self.topic, unit_code, events.new_event(events.SCORE_THRESHOLD_CROSSED, SOURCE, unit_code, crossed)))
+                    crossed = {"unit_code": unit_code, "period": period, "profile": profile, "direction": direction,
+                               "score": figure.score, "band": figure.band, "version": number, "at": stamp}
+                    outgoing.append(_outgoing(self.topic, unit_code, events.SCORE_THRESHOLD_CROSSED, stamp, orjson.dumps(crossed)))
         dialect = conn.dialect.name
         if figures:
             await execute_many(conn, upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect), figures)
             await execute_many(conn, store.score_feed.insert(), feed)
-            await add_many_to_outbox(conn, store.bus, outgoing)
+            await add_serialised_to_outbox(conn, store.bus, outgoing)
         await _clear_dirty(conn, store.counters, ["unit_code", "month"], rows)
         result.events += len(outgoing)
 
@@ -228,6 +243,7 @@ class Scorer:
             for row in await conn.execute(query):
                 previous[(row.profile, row.officer_id, row.period)] = row.version
         now = datetime.now(timezone.utc)
+        stamp = now.isoformat()
         figures, outgoing = [], []
         for (officer_id, period), counts in sorted(period_counts.items()):
             for profile in OFFICER_PROFILES:
@@ -241,15 +257,15 @@ class Scorer:
                     "score": figure.score, "max_score": figure.max_score, "band": figure.band, "sample_size": figure.sample_size,
                     "ratings": figure.ratings, "components": figure.components, "version": number, "updated_at": now,
                 })
-                data = events.OfficerScoreChanged(
-                    officer_id=officer_id, unit_code=unit_of[officer_id], period=period, profile=profile, score=figure.score,
-                    max_score=figure.max_score, band=figure.band, components=figure.components, ratings=figure.ratings,
-                    version=number, updated_at=now,
-                )
-                outgoing.append((self.topic, unit_of[officer_id], events.new_event(events.OFFICER_SCORE_CHANGED, SOURCE, unit_of[officer_id], data)))
+                data = {
+                    "officer_id": officer_id, "unit_code": unit_of[officer_id], "period": period, "profile": profile,
+                    "score": figure.score, "max_score": figure.max_score, "band": figure.band, "components": figure.components,
+                    "ratings": figure.ratings, "version": number, "updated_at": stamp,
+                }
+                outgoing.append(_outgoing(self.topic, unit_of[officer_id], events.OFFICER_SCORE_CHANGED, stamp, orjson.dumps(data)))
         if figures:
             await execute_many(conn, upsert_statement(oa, ["profile", "officer_id", "period"], list(figures[0]), conn.dialect.name), figures)
-            await add_many_to_outbox(conn, store.bus, outgoing)
+            await add_serialised_to_outbox(conn, store.bus, outgoing)
         await _clear_dirty(conn, store.officer_counters, ["officer_id", "month"], rows)
         result.events += len(outgoing)
 
@@ -258,5 +274,8 @@ class Scorer:
         if now - self._last_prune < timedelta(minutes=1):
             return
         self._last_prune = now
+        feed = store.score_feed
         async with self.engine.begin() as conn:
-            await conn.execute(store.score_feed.delete().where(store.score_feed.c.created_at < now - FEED_RETENTION))
+            # The newest row stays: its id is the "anything published since?" mark of the rankings cache.
+            newest = sa.select(sa.func.max(feed.c.id)).scalar_subquery()
+            await conn.execute(feed.delete().where(feed.c.created_at < now - FEED_RETENTION, feed.c.id < newest))

@@ -188,9 +188,20 @@ def _figures_query() -> sa.Select[Any]:
     ).select_from(agg.outerjoin(units, units.c.code == agg.c.unit_code))
 
 
+def _lean_figures_query() -> sa.Select[Any]:
+    """As `_figures_query`, with the components as the stored JSON text (embedded in answers unparsed)."""
+    agg = aggregates
+    return sa.select(
+        agg.c.unit_code, agg.c.score, agg.c.max_score, agg.c.band, agg.c.provisional, agg.c.ranked, agg.c.sample_size,
+        agg.c.ratings, agg.c.dossiers, sa.type_coerce(agg.c.components, sa.Text).label("components"), agg.c.version,
+        agg.c.profile_version, agg.c.updated_at, units.c.name, units.c.level, units.c.parent_code,
+    ).select_from(agg.outerjoin(units, units.c.code == agg.c.unit_code))
+
+
 async def figures(conn: AsyncConnection, profile: str, period: str, level: str | None = None, parent: str | None = None) -> list[Any]:
-    """Every unit's figure for a profile and period, with its registry name, level and parent."""
-    query = _figures_query().where(aggregates.c.profile == profile, aggregates.c.period == period)
+    """Every unit's figure for a profile and period, with its registry name, level and parent
+    (components as JSON text)."""
+    query = _lean_figures_query().where(aggregates.c.profile == profile, aggregates.c.period == period)
     if level:
         query = query.where(units.c.level == level)
     if parent:
@@ -240,3 +251,8 @@ async def is_within(conn: AsyncConnection, unit_code: str, scope: str) -> bool:
         sa.select(unit_ancestors.c.depth).where(unit_ancestors.c.unit_code == unit_code, unit_ancestors.c.ancestor_code == scope)
     )
     return found is not None
+
+
+async def newest_feed_id(conn: AsyncConnection) -> int:
+    """The newest published change: when it has not moved, no figure has changed."""
+    return int(await conn.scalar(sa.select(sa.func.max(score_feed.c.id))) or 0)

@@ -71,6 +71,24 @@ async def add_many_to_outbox(
     )
 
 
+async def add_serialised_to_outbox(
+    conn: AsyncConnection, tables: BusTables, records: list[tuple[str, str | None, str, bytes]]
+) -> None:
+    """Write many (topic, key, event id, CloudEvent bytes) records already serialised by the caller."""
+    if not records:
+        return
+    now = datetime.now(timezone.utc)
+    await execute_many(
+        conn,
+        tables.outbox.insert(),
+        [
+            {"event_id": event_id, "topic": topic, "key": key, "value": value,
+             "headers": {"traceparent": new_traceparent()}, "created_at": now}
+            for topic, key, event_id, value in records
+        ],
+    )
+
+
 def create_producer(bootstrap: str) -> AIOKafkaProducer:
     # Idempotent with acks=all: a retried send neither duplicates nor reorders within a partition.
     return AIOKafkaProducer(

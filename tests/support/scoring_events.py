@@ -147,10 +147,13 @@ async def figure(engine: AsyncEngine, unit_code: str, period: str, profile: str)
 
 
 async def outbox_events(engine: AsyncEngine, event_type: str | None = None) -> list[dict[str, Any]]:
+    """The events scoring wrote to its outbox, in order, each validated against its schema."""
     import orjson
 
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(store.bus.outbox.c.value).order_by(store.bus.outbox.c.id))).all()
+    for row in rows:  # every event scoring writes must parse under the contract's schemas
+        events.CloudEvent.from_bytes(row.value).parsed_data()
     found = [orjson.loads(r.value) for r in rows]
     return [e for e in found if event_type is None or e["type"] == event_type]
 
