@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring import store
 from services.scoring.domain.periods import periods_between, previous
 from services.scoring.domain.profiles import ProfileBook
-from services.scoring.domain.ranking import Entry, RankedEntry, final_ranks, rank
+from services.scoring.domain.ranking import Entry, RankedEntry, rank, ranks_of
 from shared.periods import Period, parse_period
 
 
@@ -46,28 +46,27 @@ def _components(stored: Any, embed: bool) -> Any:
 
 
 def _ranked_item(ranked: RankedEntry, embed: bool) -> dict[str, Any]:
-    """A ranking row; with `embed` the stored components JSON goes into the answer unparsed (orjson.Fragment)."""
-    row = ranked.entry.row
-    updated = row.updated_at
+    """A ranking row (a tuple of store.RANKING_COLUMNS); with `embed` the stored components JSON goes into
+    the answer unparsed (orjson.Fragment)."""
+    unit_code, score, _ranked, provisional, max_score, band, sample, ratings, dossiers, components, version, name, level, parent = ranked.entry.row
     return {
-        "rank": ranked.rank, "unit_code": row.unit_code, "unit_name": row.name, "level": row.level, "parent_code": row.parent_code,
-        "score": row.score, "max_score": row.max_score, "band": row.band, "provisional": row.provisional,
-        "sample_size": row.sample_size, "components": _components(row.components, embed),
-        "ratings": row.ratings, "dossiers": row.dossiers, "version": row.version, "profile_version": row.profile_version,
-        "updated_at": updated if isinstance(updated, str) else updated.isoformat(), "rank_change": ranked.rank_change,
+        "rank": ranked.rank, "unit_code": unit_code, "unit_name": name, "level": level, "parent_code": parent,
+        "score": score, "max_score": max_score, "band": band, "provisional": bool(provisional), "sample_size": sample,
+        "components": _components(components, embed), "ratings": ratings, "dossiers": dossiers, "version": version,
+        "rank_change": ranked.rank_change,
     }
 
 
-def _entry(row: Any) -> Entry:
-    return Entry(row.unit_code, row.score, row.ranked, row.provisional, row)
+def _entry(row: tuple[Any, ...]) -> Entry:
+    return Entry(row[0], row[1], bool(row[2]), bool(row[3]), row)
 
 
 async def ranking(
     conn: AsyncConnection, book: ProfileBook, profile: str, period: str, level: str | None, parent: str | None, *, embed: bool = False,
 ) -> dict[str, Any]:
     rows = await store.figures(conn, profile, period, level, parent)
-    before = await store.ranking_scores(conn, profile, str(previous(parse_period(period))), level, parent)
-    result = rank([_entry(r) for r in rows], final_ranks([_entry(r) for r in before]))
+    before = await store.ranked_scores(conn, profile, str(previous(parse_period(period))), level, parent)
+    result = rank([_entry(r) for r in rows], ranks_of(before))
     version = book.version_for(profile, period)
     return {
         "period": period,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.domain.counters import COUNTERS, DOSSIER_COUNTERS, RATING_COUNTERS
 from shared.bus.tables import define_bus_tables
-from shared.db import UtcDateTime
+from shared.db import UtcDateTime, fetch_tuples
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -188,38 +188,41 @@ def _figures_query() -> sa.Select[Any]:
     ).select_from(agg.outerjoin(units, units.c.code == agg.c.unit_code))
 
 
-def _lean_figures_query() -> sa.Select[Any]:
-    """As `_figures_query`, with the components as the stored JSON text (embedded in answers unparsed)."""
+RANKING_COLUMNS = (
+    "unit_code", "score", "ranked", "provisional", "max_score", "band", "sample_size", "ratings", "dossiers", "components",
+    "version", "name", "level", "parent_code",
+)
+
+
+async def figures(conn: AsyncConnection, profile: str, period: str, level: str | None = None, parent: str | None = None) -> list[tuple[Any, ...]]:
+    """Every unit's figure for a profile and period as tuples of RANKING_COLUMNS, best score first, with the
+    unit's registry name, level and parent; the components as their stored JSON (text on SQLite)."""
     agg = aggregates
-    return sa.select(
-        agg.c.unit_code, agg.c.score, agg.c.max_score, agg.c.band, agg.c.provisional, agg.c.ranked, agg.c.sample_size,
-        agg.c.ratings, agg.c.dossiers, sa.type_coerce(agg.c.components, sa.Text).label("components"), agg.c.version,
-        agg.c.profile_version, agg.c.updated_at, units.c.name, units.c.level, units.c.parent_code,
+    query = sa.select(
+        agg.c.unit_code, agg.c.score, agg.c.ranked, agg.c.provisional, agg.c.max_score, agg.c.band, agg.c.sample_size,
+        agg.c.ratings, agg.c.dossiers, sa.type_coerce(agg.c.components, sa.Text), agg.c.version,
+        units.c.name, units.c.level, units.c.parent_code,
     ).select_from(agg.outerjoin(units, units.c.code == agg.c.unit_code))
-
-
-async def figures(conn: AsyncConnection, profile: str, period: str, level: str | None = None, parent: str | None = None) -> list[Any]:
-    """Every unit's figure for a profile and period, with its registry name, level and parent
-    (components as JSON text)."""
-    query = _lean_figures_query().where(aggregates.c.profile == profile, aggregates.c.period == period)
+    query = query.where(agg.c.profile == profile, agg.c.period == period).order_by(agg.c.score.desc(), agg.c.unit_code)
     if level:
         query = query.where(units.c.level == level)
     if parent:
         query = query.where(units.c.parent_code == parent)
-    return list((await conn.execute(query)).all())
+    return await fetch_tuples(conn, query)
 
 
-async def ranking_scores(conn: AsyncConnection, profile: str, period: str, level: str | None = None, parent: str | None = None) -> list[Any]:
-    """Just what ranking needs (unit, score, ranked, provisional), e.g. for the previous period's ranks."""
+async def ranked_scores(conn: AsyncConnection, profile: str, period: str, level: str | None = None, parent: str | None = None) -> list[tuple[str, float]]:
+    """(unit, score) of the figures in the final ranking, best first, e.g. for the previous period's ranks."""
     agg = aggregates
-    query = sa.select(agg.c.unit_code, agg.c.score, agg.c.ranked, agg.c.provisional).where(agg.c.profile == profile, agg.c.period == period)
+    query = sa.select(agg.c.unit_code, agg.c.score).where(agg.c.profile == profile, agg.c.period == period, agg.c.ranked, agg.c.score.is_not(None))
+    query = query.order_by(agg.c.score.desc(), agg.c.unit_code)
     if level or parent:
         query = query.select_from(agg.join(units, units.c.code == agg.c.unit_code))
         if level:
             query = query.where(units.c.level == level)
         if parent:
             query = query.where(units.c.parent_code == parent)
-    return list((await conn.execute(query)).all())
+    return await fetch_tuples(conn, query)  # type: ignore[return-value]
 
 
 async def unit_figure(conn: AsyncConnection, unit_code: str, period: str, profile: str) -> Any | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def competition_ranks(scores: Sequence[float]) -> list[int]:
@@ -23,8 +23,7 @@ def competition_ranks(scores: Sequence[float]) -> list[int]:
     return ranks
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: rankings of thousands of units are built per request
     unit_code: str
     score: float | None
     ranked: bool
@@ -32,8 +31,7 @@ class Entry:
     row: Any = None  # whatever the caller wants back with the rank
 
 
-@dataclass
-class RankedEntry:
+class RankedEntry(NamedTuple):
     entry: Entry
     rank: int | None
     rank_change: int | None
@@ -46,28 +44,39 @@ class Ranking:
     insufficient_data: list[RankedEntry] = field(default_factory=list)
 
 
+def _by_score(entry: Entry) -> tuple[float, str]:
+    return (-(entry.score or 0.0), entry.unit_code)
+
+
 def _ranked(entries: list[Entry], previous: Mapping[str, int] | None) -> list[RankedEntry]:
-    ordered = sorted(entries, key=lambda e: (-(e.score or 0.0), e.unit_code))
+    ordered = sorted(entries, key=_by_score)
     ranks = competition_ranks([e.score or 0.0 for e in ordered])
+    if not previous:
+        return [RankedEntry(entry, rank, None) for entry, rank in zip(ordered, ranks)]
     out = []
     for entry, rank in zip(ordered, ranks):
-        before = previous.get(entry.unit_code) if previous is not None else None
+        before = previous.get(entry.unit_code)
         out.append(RankedEntry(entry, rank, None if before is None else before - rank))
     return out
 
 
 def rank(entries: Sequence[Entry], previous_ranks: Mapping[str, int] | None = None) -> Ranking:
     """Split and rank; `previous_ranks` are the final ranks of the previous period (same filters)."""
-    final = [e for e in entries if e.ranked and e.score is not None]
-    provisional = [e for e in entries if not e.ranked and e.provisional and e.score is not None]
-    chosen = {id(e) for e in final} | {id(e) for e in provisional}
-    rest = sorted((e for e in entries if id(e) not in chosen), key=lambda e: e.unit_code)
+    final, provisional, rest = [], [], []
+    for entry in entries:
+        if entry.score is not None and entry.ranked:
+            final.append(entry)
+        elif entry.score is not None and entry.provisional:
+            provisional.append(entry)
+        else:
+            rest.append(entry)
     return Ranking(
         final=_ranked(final, previous_ranks or {}),
         provisional=_ranked(provisional, None),
-        insufficient_data=[RankedEntry(e, None, None) for e in rest],
+        insufficient_data=[RankedEntry(e, None, None) for e in sorted(rest, key=lambda e: e.unit_code)],
     )
 
 
-def final_ranks(entries: Sequence[Entry]) -> dict[str, int]:
-    return {r.entry.unit_code: r.rank for r in _ranked([e for e in entries if e.ranked and e.score is not None], None) if r.rank}
+def ranks_of(scored: Sequence[tuple[str, float]]) -> dict[str, int]:
+    """Competition ranks of (unit, score) pairs already sorted best first (e.g. the previous period's final ranking)."""
+    return dict(zip((unit for unit, _ in scored), competition_ranks([score for _, score in scored])))
