@@ -151,7 +151,9 @@ async def ancestors_for(conn: AsyncConnection, unit_codes: Iterable[str]) -> dic
             found[unit_code].append((depth, ancestor))
     missing = [code for code in wanted if code not in found]
     if missing:
-        await conn.execute(closure.insert(), [{"unit_code": c, "ancestor_code": c, "depth": 0} for c in missing])
+        # Nothing on conflict: another replica may have just added the same unit's row.
+        await conn.execute(upsert_statement(closure, ["unit_code", "ancestor_code"], ["unit_code", "ancestor_code", "depth"], conn.dialect.name),
+                           [{"unit_code": c, "ancestor_code": c, "depth": 0} for c in missing])
         for code in missing:
             found[code] = [(0, code)]
     return {code: [a for _, a in sorted(chain)] for code, chain in found.items()}
@@ -505,6 +507,11 @@ async def contribution_months(conn: AsyncConnection) -> dict[str, int]:
 async def rebuild_counters(conn: AsyncConnection, on_progress: Callable[[int], None] | None = None) -> int:
     """Every unit's and officer's counters from the contributions alone, month by month; returns how many
     contributions were summed. `on_progress` is told how many contributions each month had."""
+    if conn.dialect.name == "postgresql":
+        # Consumer batches wait until the rebuild commits: one committing between the rebuild's sums and its
+        # writes would otherwise have its difference overwritten.
+        await conn.execute(sa.text("LOCK TABLE counters, officer_counters IN EXCLUSIVE MODE"))
+    await zero_counters(conn)  # a write first: on SQLite it takes the write lock before anything is read
     units_with_contributions = set()
     for table in (store.rating_contributions, store.dossier_contributions):
         units_with_contributions.update((await conn.scalars(sa.select(table.c.unit_code).where(table.c.unit_code.is_not(None)).distinct())).all())
@@ -513,7 +520,6 @@ async def rebuild_counters(conn: AsyncConnection, on_progress: Callable[[int], N
     chains: dict[str, list[str]] = defaultdict(list)
     for unit_code, ancestor in await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code)):
         chains[unit_code].append(ancestor)
-    await zero_counters(conn)
     summed = 0
     for month, count in (await contribution_months(conn)).items():
         sums = await sum_contributions(conn, None, month)

@@ -13,7 +13,7 @@ import random
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,9 @@ from shared.topics import dlq_of
 
 log = get_logger(__name__)
 
+# An event id needs remembering only as long as a duplicate can still arrive (a relay re-sending what it
+# had sent before a crash: seconds to minutes); a week is far beyond that and keeps the table bounded.
+PROCESSED_EVENT_RETENTION = timedelta(days=7)
 ID_CHUNK = 5000  # event ids per IN (…) lookup: inside SQLite's and asyncpg's parameter limits
 # Larger fetches than aiokafka's defaults (1 MiB per partition): a catching-up consumer gets whole
 # batches in one round trip instead of a few hundred records.
@@ -116,6 +119,7 @@ class ConsumerRunner:
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
         self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
+        self._last_prune = datetime.now(timezone.utc)
         self._stopping = False
 
     async def run(self) -> None:
@@ -129,6 +133,7 @@ class ConsumerRunner:
                 for tp, records in batch.items():
                     await self._process_partition_batch(tp, records)
                 await self._update_lag()
+                await self._prune_processed_events()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -351,6 +356,15 @@ class ConsumerRunner:
             await self.consumer.commit({tp: next_offset})
         except Exception as exc:  # the database holds the truth; a failed advisory commit is harmless
             log.debug("advisory commit failed", error=repr(exc))
+
+    async def _prune_processed_events(self) -> None:
+        now = datetime.now(timezone.utc)
+        if now - self._last_prune < timedelta(hours=1):
+            return
+        self._last_prune = now
+        processed = self.tables.processed_events
+        async with self.engine.begin() as conn:
+            await conn.execute(processed.delete().where(processed.c.processed_at < now - PROCESSED_EVENT_RETENTION))
 
     async def _update_lag(self) -> None:
         if self.consumer is None:
