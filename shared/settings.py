@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # --- the bus (shared/bus) ---
     consumer_batch_size: int = Field(2000, ge=1)  # records per getmany; one transaction per partition batch
     consumer_max_retries: int = Field(3, ge=0)
-    outbox_batch_size: int = Field(500, ge=1)
+    outbox_batch_size: int = Field(2000, ge=1)  # rows per relay round trip
     outbox_poll_seconds: float = Field(0.5, gt=0)
 
     log_level: str = "INFO"

@@ -63,11 +63,21 @@ def crossing(previous_definite: str | None, band: str) -> str | None:
     return None
 
 
-def _dirty_query(table: sa.Table, limit: int, dialect: str) -> sa.Select[Any]:
-    query = sa.select(table).where(table.c.dirty).limit(limit)
+def _dirty_query(table: sa.Table, key: str, limit: int, dialect: str) -> sa.Select[Any]:
+    query = sa.select(table).where(table.c.dirty).order_by(table.c[key], table.c.month).limit(limit)
     if dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)  # replicas share the work
     return query
+
+
+async def _dirty_rows(conn: AsyncConnection, table: sa.Table, key: str, limit: int) -> list[Any]:
+    """Dirty month rows of whole subjects (units or officers): a subject's quarter, half and year figures are
+    made from all its dirty months at once, not once per month."""
+    rows = (await conn.execute(_dirty_query(table, key, limit, conn.dialect.name))).all()
+    if len(rows) == limit and getattr(rows[0], key) != getattr(rows[-1], key):
+        last = getattr(rows[-1], key)
+        rows = [row for row in rows if getattr(row, key) != last]  # its remaining months come with it next pass
+    return rows
 
 
 async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], rows: list[Any]) -> None:
@@ -162,7 +172,7 @@ class Scorer:
         return result
 
     async def _score_units(self, conn: AsyncConnection, result: PassResult) -> None:
-        rows = (await conn.execute(_dirty_query(store.counters, self.batch_size, conn.dialect.name))).all()
+        rows = await _dirty_rows(conn, store.counters, "unit_code", self.batch_size)
         result.unit_rows = len(rows)
         if not rows:
             return
@@ -212,9 +222,10 @@ class Scorer:
                     "provisional": figure.provisional, "profile_version": version.version, "sample_size": figure.sample_size,
                     "ranked": figure.ranked, "unit_level": unit.level if unit else None, "parent_code": unit.parent_code if unit else None,
                 }
-                body = orjson.dumps(data)
-                outgoing.append(_outgoing(self.topic, unit_code, events.SCORE_CHANGED, stamp, body))
-                feed.append({"profile": profile, "unit_code": unit_code, "period": period, "data": body.decode(), "created_at": now})
+                outgoing.append(_outgoing(self.topic, unit_code, events.SCORE_CHANGED, stamp, orjson.dumps(data)))
+                # The live feed carries the change without its components (the scorecard has them): a tenth the size.
+                change = {k: v for k, v in data.items() if k != "components"}
+                feed.append({"profile": profile, "unit_code": unit_code, "period": period, "data": orjson.dumps(change).decode(), "created_at": now})
                 direction = crossing(before.definite_band if before else None, figure.band)
                 if direction is not None:
                     crossed = {"unit_code": unit_code, "period": period, "profile": profile, "direction": direction,
@@ -229,7 +240,7 @@ class Scorer:
         result.events += len(outgoing)
 
     async def _score_officers(self, conn: AsyncConnection, result: PassResult) -> None:
-        rows = (await conn.execute(_dirty_query(store.officer_counters, self.batch_size, conn.dialect.name))).all()
+        rows = await _dirty_rows(conn, store.officer_counters, "officer_id", self.batch_size)
         result.officer_rows = len(rows)
         if not rows:
             return
