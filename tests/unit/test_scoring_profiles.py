@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from services.scoring.domain.counters import DossierFacts, Step, dossier_vector, rating_vector, RatingFacts, total_of, working_days_late
+from services.scoring.domain.counters import DossierFacts, Step, dossier_vector, rating_vector, RatingFacts, total_of
 from services.scoring.domain.profiles import ProfileBook
 from services.scoring.domain.profiles.base import INSUFFICIENT_DATA, NOT_SATISFIED, PROVISIONAL, SATISFIED
 from services.scoring.domain.profiles import UnknownParameter
