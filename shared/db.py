@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from operator import itemgetter
 from pathlib import Path
 
 from alembic import command
@@ -147,16 +148,34 @@ async def execute_many(conn: AsyncConnection, statement: Any, rows: Sequence[Map
     if not names or processors is None:
         await conn.execute(statement, list(rows))
         return
-    # Literals of the statement itself (e.g. the 1 of "revision + 1") keep the value they were compiled with.
+    # Literals of the statement itself (e.g. the 1 of "revision + 1", a timestamp given with .values())
+    # keep the value they were compiled with, converted once.
     literals = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-    converters = [(i, processors[name]) for i, name in enumerate(names) if name in processors]
-    tuples = []
-    for row in rows:
-        values = [row[name] if name in row else literals[name] for name in names]
-        for i, convert in converters:
-            values[i] = convert(values[i])
-        tuples.append(tuple(values))
+    for name, value in literals.items():
+        if name in processors:
+            literals[name] = processors[name](value)
+    from_rows = [name for name in names if name in rows[0]]
+    converters = [(i, processors[name]) for i, name in enumerate(names) if name in processors and name in rows[0]]
+    if len(from_rows) == len(names):
+        take = itemgetter(*names)  # every value from the row: one C call per row
+        tuples = [take(row) for row in rows] if len(names) > 1 else [(take(row),) for row in rows]
+        if converters:
+            tuples = [_converted(values, converters) for values in tuples]
+    else:
+        tuples = []
+        for row in rows:
+            values = [row[name] if name in row else literals[name] for name in names]
+            for i, convert in converters:
+                values[i] = convert(values[i])
+            tuples.append(tuple(values))
     await conn.exec_driver_sql(str(compiled), tuples)
+
+
+def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    out = list(values)
+    for i, convert in converters:
+        out[i] = convert(out[i])
+    return tuple(out)
 
 
 async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any, ...]]:

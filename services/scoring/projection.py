@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring import store
 from services.scoring.domain.contributions import DossierState, Placement, RatingState, rating_placement
 from services.scoring.domain.counters import (
-    COUNTERS, DOSSIER_COUNTERS, RATING_COUNTERS, DossierFacts, RatingFacts, Step, Vector, add_into, rating_vector,
+    COUNTERS, DOSSIER_COUNTERS, RATING_COUNTERS, SIPAS_FACTORS, DossierFacts, RatingFacts, Step, Vector, add_into, rating_vector,
 )
 from services.scoring.domain.periods import months_of
 from shared import events
@@ -306,7 +306,8 @@ async def apply_contributions(conn: AsyncConnection, batch: Batch, calendar: Wor
         new_facts[dossier.dossier_code] = data
     for rating, flagged in batch.ratings:
         state = ratings.get(rating.rating_id) or RatingState(rating.rating_id)
-        answers = rating_vector(RatingFacts(rating.overall, rating.attitude, rating.criteria.model_dump() if rating.criteria else None))
+        criteria = rating.criteria
+        answers = rating_vector(RatingFacts(rating.overall, rating.attitude, {f: getattr(criteria, f) for f in SIPAS_FACTORS} if criteria else None))
         placement = placement_of(rating.unit_code, rating.dossier_completed_at, rating.officer_ids)
         ratings[rating.rating_id] = state.arrive(rating.dossier_code, placement, answers, flagged)
         if rating.supersedes:

@@ -345,8 +345,8 @@ class ConsumerRunner:
     async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        now = datetime.now(timezone.utc)
-        await execute_many(conn, self.tables.processed_events.insert(), [{"event_id": event_id, "processed_at": now} for event_id in event_ids])
+        statement = self.tables.processed_events.insert().values(processed_at=datetime.now(timezone.utc))
+        await execute_many(conn, statement, [{"event_id": event_id} for event_id in event_ids])
 
     async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
         if self.consumer is None:
