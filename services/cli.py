@@ -182,5 +182,24 @@ def asyncapi(out: Annotated[Path, typer.Option(help="where to write the document
     typer.echo(str(out))
 
 
+# --- scoring (issue 4) ---
+scoring = typer.Typer(help="Scoring operations.", no_args_is_help=True)
+app.add_typer(scoring, name="scoring")
+
+
+@scoring.command("rebuild")
+def scoring_rebuild(
+    from_topics: Annotated[bool, typer.Option("--from-topics", help="replay the topics from offset zero (stop the service first)")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask before clearing scoring's state")] = False,
+    publish: Annotated[bool, typer.Option(help="score every figure now (events wait in the outbox)")] = True,
+) -> None:
+    """Recompute every aggregate from the contributions, or from the topics at offset zero."""
+    from services.scoring.rebuild import rebuild_command
+
+    if from_topics and not yes:
+        typer.confirm("Clear scoring's state and replay its topics from offset zero?", abort=True)
+    typer.echo(rebuild_command(get_settings(), from_topics=from_topics, publish=publish))
+
+
 if __name__ == "__main__":
     app()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from operator import itemgetter
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -57,6 +60,7 @@ def create_engine_for(url: str, schema: str) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages (default 2 MiB): big tables stay in memory
             cursor.close()
 
         return engine
@@ -124,3 +128,67 @@ def upsert_statement(table: sa.Table, keys: list[str], columns: list[str], diale
 
 def upsert(table: sa.Table, values: dict, keys: list[str], dialect_name: str):  # type: ignore[no-untyped-def,type-arg]
     return upsert_statement(table, keys, list(values), dialect_name).values(**values)
+
+
+async def execute_many(conn: AsyncConnection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute `statement` once per row (executemany), handing the driver plain tuples.
+
+    For wide rows SQLAlchemy's per-row parameter handling costs more than the database's own insert;
+    here the statement is compiled once and only the columns whose types convert values (aware
+    datetimes, JSON) go through their converters. Falls back to the ordinary path for dialects with
+    named parameters.
+    """
+    if not rows:
+        return
+    # Compiled for the columns the rows carry, as SQLAlchemy itself does for an executemany (every row
+    # must carry the same keys).
+    compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    names = compiled.positiontup
+    processors = getattr(compiled, "_bind_processors", None)
+    if not names or processors is None:
+        await conn.execute(statement, list(rows))
+        return
+    # Literals of the statement itself (e.g. the 1 of "revision + 1", a timestamp given with .values())
+    # keep the value they were compiled with, converted once.
+    literals = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+    for name, value in literals.items():
+        if name in processors:
+            literals[name] = processors[name](value)
+    from_rows = [name for name in names if name in rows[0]]
+    converters = [(i, processors[name]) for i, name in enumerate(names) if name in processors and name in rows[0]]
+    if len(from_rows) == len(names):
+        take = itemgetter(*names)  # every value from the row: one C call per row
+        tuples = [take(row) for row in rows] if len(names) > 1 else [(take(row),) for row in rows]
+        if converters:
+            tuples = [_converted(values, converters) for values in tuples]
+    else:
+        tuples = []
+        for row in rows:
+            values = [row[name] if name in row else literals[name] for name in names]
+            for i, convert in converters:
+                values[i] = convert(values[i])
+            tuples.append(tuple(values))
+    await conn.exec_driver_sql(str(compiled), tuples)
+
+
+def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    out = list(values)
+    for i, convert in converters:
+        out[i] = convert(out[i])
+    return tuple(out)
+
+
+async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any, ...]]:
+    """Rows of a SELECT as the driver returns them: no per-row result processing by SQLAlchemy.
+
+    For big reads (a ranking of ten thousand units) where the values need no conversion the caller
+    cannot do itself: SQLite returns booleans as 0/1 and timestamps as text. Falls back to the ordinary
+    path for dialects with named parameters.
+    """
+    compiled = statement.compile(dialect=conn.dialect)
+    names = compiled.positiontup
+    if names is None:
+        return [tuple(row) for row in await conn.execute(statement)]
+    params = compiled.construct_params()
+    result = await conn.exec_driver_sql(str(compiled), tuple(params[name] for name in names))
+    return [tuple(row) for row in result.cursor.fetchall()] if result.cursor is not None else []

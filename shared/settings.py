@@ -38,9 +38,9 @@ class Settings(BaseSettings):
     respondent_hash_key: str | None = None
 
     # --- the bus (shared/bus) ---
-    consumer_batch_size: int = Field(500, ge=1)
+    consumer_batch_size: int = Field(2000, ge=1)  # records per getmany; one transaction per partition batch
     consumer_max_retries: int = Field(3, ge=0)
-    outbox_batch_size: int = Field(500, ge=1)
+    outbox_batch_size: int = Field(2000, ge=1)  # rows per relay round trip
     outbox_poll_seconds: float = Field(0.5, gt=0)
 
     log_level: str = "INFO"
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     intake_cache_seconds: float = Field(30.0, ge=0)  # API keys, unit tree and officers seen by other replicas
 
     # --- scoring ---
+    # Fewer than this many ratings / dossiers (each profile says which): "insufficient data", ranked apart.
+    scoring_minimum_count: int | None = Field(None, ge=0)  # unset: each profile's own default (5)
+    # Named parameters per profile, e.g. {"hcmc-2024": {"a_grace_working_days": 5}}; shown at GET /v1/profiles.
+    scoring_profile_parameters: dict[str, dict[str, object]] = Field(default_factory=dict)
+    scoring_publish_interval_seconds: float = Field(0.05, ge=0)  # pause between score-publishing passes
+    scoring_public_rate_limit: str = "600/minute"  # per client address, on the public read endpoints
 
     # --- workflow ---
     smtp_host: str | None = None  # unset: e-mail notifications are recorded but not sent

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,13 +24,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
-from shared.db import upsert
+from shared.db import execute_many, upsert
 from shared.events import CloudEvent, EventData
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
 from shared.topics import dlq_of
 
 log = get_logger(__name__)
+
+# An event id needs remembering only as long as a duplicate can still arrive (a relay re-sending what it
+# had sent before a crash: seconds to minutes); a week is far beyond that and keeps the table bounded.
+PROCESSED_EVENT_RETENTION = timedelta(days=7)
+ID_CHUNK = 5000  # event ids per IN (…) lookup: inside SQLite's and asyncpg's parameter limits
+# Larger fetches than aiokafka's defaults (1 MiB per partition): a catching-up consumer gets whole
+# batches in one round trip instead of a few hundred records.
+MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
+FETCH_MAX_BYTES = 64 * 1024 * 1024
 
 
 class PoisonMessage(Exception):
@@ -109,6 +117,8 @@ class ConsumerRunner:
         self.after_commit = after_commit
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
+        self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
+        self._last_prune = datetime.now(timezone.utc)
         self._stopping = False
 
     async def run(self) -> None:
@@ -122,6 +132,7 @@ class ConsumerRunner:
                 for tp, records in batch.items():
                     await self._process_partition_batch(tp, records)
                 await self._update_lag()
+                await self._prune_processed_events()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -154,6 +165,8 @@ class ConsumerRunner:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_MAX_BYTES,
         )
         try:
             await consumer.start()
@@ -217,24 +230,22 @@ class ConsumerRunner:
             if not fresh:
                 return []
             tx = Tx(conn, self.tables, self.topic_prefix)
-            seen = await self._already_processed(conn, fresh)
-            outcomes: list[str] = []
+            parsed = [self._parse(record) for record in fresh]  # each record is parsed once
+            seen = await self._already_processed(conn, [event.id for event in parsed])
             applied: list[str] = []
-            for record in fresh:
-                event = self._parse(record)
+            for event in parsed:
                 if event.id in seen:
-                    outcomes.append("duplicate")
                     continue
                 seen.add(event.id)
                 await self._dispatch(event, tx)
                 applied.append(event.id)
-                outcomes.append("applied")
             if self.before_commit is not None:
                 await self.before_commit(tx)
             await self._mark_processed(conn, applied)
             await self._store_offset(conn, tp, fresh[-1].offset + 1)
-        for outcome in outcomes:
-            EVENTS_IN.labels(self.service, tp.topic, outcome).inc()
+        EVENTS_IN.labels(self.service, tp.topic, "applied").inc(len(applied))
+        if len(applied) < len(parsed):
+            EVENTS_IN.labels(self.service, tp.topic, "duplicate").inc(len(parsed) - len(applied))
         return tx.emitted
 
     async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord) -> list[str]:
@@ -321,26 +332,21 @@ class ConsumerRunner:
             )
         )
 
-    async def _already_processed(self, conn: AsyncConnection, records: list[ConsumerRecord]) -> set[str]:
-        ids: list[str] = []
-        for record in records:
-            try:
-                ids.append(CloudEvent.from_bytes(record.value).id)
-            except (ValueError, ValidationError, TypeError):
-                continue  # the parse in the main loop reports it
-        if not ids:
+    async def _already_processed(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
+        if not event_ids:
             return set()
         processed = self.tables.processed_events
-        rows = await conn.execute(sa.select(processed.c.event_id).where(processed.c.event_id.in_(ids)))
-        return {row.event_id for row in rows}
+        found: set[str] = set()
+        for start in range(0, len(event_ids), ID_CHUNK):
+            part = event_ids[start:start + ID_CHUNK]
+            found.update((await conn.scalars(sa.select(processed.c.event_id).where(processed.c.event_id.in_(part)))).all())
+        return found
 
     async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        now = datetime.now(timezone.utc)
-        await conn.execute(
-            self.tables.processed_events.insert(), [{"event_id": event_id, "processed_at": now} for event_id in event_ids]
-        )
+        statement = self.tables.processed_events.insert().values(processed_at=datetime.now(timezone.utc))
+        await execute_many(conn, statement, [{"event_id": event_id} for event_id in event_ids])
 
     async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
         if self.consumer is None:
@@ -350,12 +356,24 @@ class ConsumerRunner:
         except Exception as exc:  # the database holds the truth; a failed advisory commit is harmless
             log.debug("advisory commit failed", error=repr(exc))
 
+    async def _prune_processed_events(self) -> None:
+        now = datetime.now(timezone.utc)
+        if now - self._last_prune < timedelta(hours=1):
+            return
+        self._last_prune = now
+        processed = self.tables.processed_events
+        async with self.engine.begin() as conn:
+            await conn.execute(processed.delete().where(processed.c.processed_at < now - PROCESSED_EVENT_RETENTION))
+
     async def _update_lag(self) -> None:
         if self.consumer is None:
             return
+        total = 0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
             position = await self.consumer.position(tp)
             CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            total += max(0, highwater - position)
+        self.lag = total

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.aio import wait_event
 from shared.bus.tables import BusTables
+from shared.db import execute_many
 from shared.events import CloudEvent, new_traceparent
 from shared.logging import get_logger
 from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
@@ -59,12 +60,31 @@ async def add_many_to_outbox(
     if not records:
         return
     now = datetime.now(timezone.utc)
-    await conn.execute(
+    await execute_many(
+        conn,
         tables.outbox.insert(),
         [
             {"event_id": event.id, "topic": topic, "key": key, "value": event.to_bytes(),
              "headers": {"traceparent": new_traceparent()}, "created_at": now}
             for topic, key, event in records
+        ],
+    )
+
+
+async def add_serialised_to_outbox(
+    conn: AsyncConnection, tables: BusTables, records: list[tuple[str, str | None, str, bytes]]
+) -> None:
+    """Write many (topic, key, event id, CloudEvent bytes) records already serialised by the caller."""
+    if not records:
+        return
+    now = datetime.now(timezone.utc)
+    await execute_many(
+        conn,
+        tables.outbox.insert(),
+        [
+            {"event_id": event_id, "topic": topic, "key": key, "value": value,
+             "headers": {"traceparent": new_traceparent()}, "created_at": now}
+            for topic, key, event_id, value in records
         ],
     )
 

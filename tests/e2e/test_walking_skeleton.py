@@ -59,8 +59,8 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
         # Scoring: November 2026 in Việt Nam, one rating, none satisfied.
         card = wait_until(
             lambda: (r := scoring.get("/v1/units/79.SNV/scores", period="2026-11")).status_code == 200
-            and r.json()["ratings"] >= 1 and r.json(),
-            what="the unit's score to count the rating",
+            and r.json()["ratings"] >= 1 and r.json()["dossiers"] >= 1 and r.json(),
+            what="the unit's score to count the rating and its dossier (two topics, applied separately)",
         )
         assert (card["ratings"], card["components"]["satisfied"], card["dossiers"]) == (1, 0, 1)
         assert card["unit_name"] == "Sở Nội vụ Thành phố Hồ Chí Minh"
@@ -80,8 +80,9 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
 
         # Publisher: the map answered 503 first, then got the score with the contract's headers.
         delivered = wait_until(
-            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"],
-            timeout=30, what="a delivered PUT for 79.SNV/2026-11",
+            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"
+                     and json.loads(r.body)["profile"] == "satisfied-share"],
+            timeout=30, what="a delivered PUT of the satisfied-share figure for 79.SNV/2026-11",
         )
         assert institution_map.requests[0].answered == 503
         put = delivered[-1]
