@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     map_max_backoff_seconds: float = Field(60.0, gt=0)
     map_concurrency: int = Field(4, ge=1, le=64)  # requests in flight to the map at once
     map_rate_per_second: float = Field(20.0, gt=0)  # requests started per second, at most
-    map_profiles: str = ""  # comma-separated profiles pushed to the map; empty: every profile
+    # The contract's map URL has no profile, so one profile goes there: HCMC 104/2024 governs HCMC's map.
+    map_profiles: str = "hcmc-2024"  # comma-separated profiles pushed to the map; empty: every profile
     # The national portal: the same push machinery as the map, unset URL: no pushes (it can poll /v1/sync/results).
     portal_url: str | None = None
     portal_token: str | None = None
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
     portal_timeout_seconds: float = Field(5.0, gt=0)
     portal_concurrency: int = Field(4, ge=1, le=64)
     portal_rate_per_second: float = Field(20.0, gt=0)
-    portal_profiles: str = ""
+    portal_profiles: str = "qd766-satisfaction"  # the national portal ranks on QĐ 766's satisfaction group
     # Circuit breaker per target: this many failed attempts in a row open it for the cool-down (doubling, capped).
     delivery_breaker_failures: int = Field(5, ge=1)
     delivery_breaker_cooldown_seconds: float = Field(15.0, gt=0)

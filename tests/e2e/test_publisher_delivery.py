@@ -69,7 +69,7 @@ def test_every_result_reaches_a_failing_map_once_per_version_across_kill_9_and_t
     env = service_env(
         backend, kafka_broker.bootstrap, topic_prefix,
         HAILONG_MAP_URL=institution_map.url, HAILONG_MAP_TOKEN=MAP_TOKEN, HAILONG_MAP_SIGNING_SECRET=MAP_SECRET,
-        HAILONG_MAP_TIMEOUT_SECONDS="1", HAILONG_MAP_MAX_BACKOFF_SECONDS="2", HAILONG_MAP_CONCURRENCY="3",
+        HAILONG_MAP_TIMEOUT_SECONDS="1", HAILONG_MAP_MAX_BACKOFF_SECONDS="2", HAILONG_MAP_CONCURRENCY="3", HAILONG_MAP_PROFILES="satisfied-share",
         HAILONG_DELIVERY_BREAKER_FAILURES="4", HAILONG_DELIVERY_BREAKER_COOLDOWN_SECONDS="1",
         HAILONG_CONSUMER_BATCH_SIZE="2",
     )

@@ -80,10 +80,11 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
 
         # Publisher: the map answered 503 first, then got the score with the contract's headers.
         delivered = wait_until(
-            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"
-                     and json.loads(r.body)["profile"] == "satisfied-share"],
-            timeout=30, what="a delivered PUT of the satisfied-share figure for 79.SNV/2026-11",
+            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"],
+            timeout=30, what="a delivered PUT for 79.SNV/2026-11",
         )
+        # The map URL has no profile: only HCMC 104/2024's figure goes there, never five overwriting each other.
+        assert {json.loads(r.body)["profile"] for r in institution_map.requests} == {"hcmc-2024"}
         assert institution_map.requests[0].answered == 503
         put = delivered[-1]
         assert put.headers["authorization"] == f"Bearer {MAP_TOKEN}"
@@ -91,7 +92,7 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
         assert signature_ok(put)
         body = json.loads(put.body)
         assert (body["unit_code"], body["period"], body["ratings"], body["dossiers"]) == ("79.SNV", "2026-11", 1, 1)
-        assert body["version"] >= 1 and body["max_score"] == 100
+        assert body["version"] >= 1 and body["max_score"] == 22
     finally:
         for service in services.values():
             service.stop()
