@@ -8,6 +8,7 @@ Nothing about officers is published: officer events have no handler here.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -83,10 +84,12 @@ async def on_unit_upserted(event: events.CloudEvent, unit: events.UnitUpserted, 
 
 
 async def on_score_changed(event: events.CloudEvent, score: events.ScoreChanged, tx: Tx) -> None:
-    payload = score.model_dump(mode="json")
-    if await store.save_latest_score(tx.conn, payload):
-        # Several versions of one result in a batch: only the newest is published.
-        tx.state.setdefault(NEW_SCORES, {})[(score.profile, score.unit_code, score.period)] = payload
+    # Collected, and stored once for the whole batch before it commits (publish_results).
+    # Several versions of one result in a batch: only the newest counts.
+    batch: dict[tuple[str, str, str], dict[str, Any]] = tx.state.setdefault(NEW_SCORES, {})
+    key = (score.profile, score.unit_code, score.period)
+    if key not in batch or batch[key]["version"] < score.version:
+        batch[key] = score.model_dump(mode="json")
 
 
 async def on_ticket_event(event: events.CloudEvent, ticket: events.TicketEvent, tx: Tx) -> None:
@@ -111,19 +114,38 @@ def build_handlers() -> dict[str, Handler]:
     }
 
 
+async def _ranked(tx: Tx, results: list[PublicResult], min_ratings: int) -> list[PublicResult]:
+    """Each rankable result with its rank among its peers: one query per (profile, period, level) in the batch."""
+    groups: dict[tuple[str, str, str | None], list[float]] = {}
+    for result in results:
+        if result.rankable and result.score is not None:
+            groups.setdefault((result.profile, result.period, result.level), []).append(result.score)
+    higher: dict[tuple[str, str, str | None], list[float]] = {
+        group: await store.rankable_scores(tx.conn, *group, min_ratings, above=min(scores))
+        for group, scores in groups.items()
+    }
+    ranked = []
+    for result in results:
+        peers = higher.get((result.profile, result.period, result.level))
+        if result.rankable and result.score is not None and peers is not None:
+            better = len(peers) - bisect.bisect_right(peers, result.score)
+            result = replace(result, rank=peer_rank(result, better))
+        ranked.append(result)
+    return ranked
+
+
 def build_publish_results(policy: PublicationPolicy) -> BatchHook:
     async def publish_results(tx: Tx) -> None:
         """Before the batch commits: feed entries and pushes for the newest score of each touched result."""
-        new_scores: dict[tuple[str, str, str], dict[str, Any]] = tx.state.pop(NEW_SCORES, {})
+        batch: dict[tuple[str, str, str], dict[str, Any]] = tx.state.pop(NEW_SCORES, {})
+        new_scores = await store.save_latest_scores(tx.conn, [batch[key] for key in sorted(batch)])
         if not new_scores:
             return
-        unit_infos = await store.units_by_code(tx.conn, sorted({unit for _, unit, _ in new_scores}))
+        unit_infos = await store.units_by_code(tx.conn, sorted({score["unit_code"] for score in new_scores}))
+        results = [public_result(score, unit_infos.get(score["unit_code"]), policy.min_ratings) for score in new_scores]
+        results = await _ranked(tx, results, policy.min_ratings)
         entries = []
-        for key in sorted(new_scores):
-            score = new_scores[key]
-            result = public_result(score, unit_infos.get(score["unit_code"]), policy.min_ratings)
-            if result.rankable:
-                result = replace(result, rank=peer_rank(result, await store.better_peers(tx.conn, result, policy.min_ratings)))
+        for result in results:
             entries.append(feed_entry(result, LIVE))
             await queue_for_targets(tx.conn, policy, result, LIVE, result.version, push_body(result, LIVE, result.version))
         await store.append_changes(tx.conn, entries)  # last: it holds the feed's sequence lock until commit

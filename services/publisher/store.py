@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.publisher.domain.publication import INSUFFICIENT, PublicResult, UnitInfo
 from shared.bus.tables import define_bus_tables
-from shared.db import UtcDateTime, upsert
+from shared.db import UtcDateTime, upsert, upsert_statement
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -177,35 +177,52 @@ async def units_by_code(conn: AsyncConnection, codes: list[str]) -> dict[str, Un
     return {row.code: unit_info(row) for row in rows}
 
 
-async def save_latest_score(conn: AsyncConnection, score: dict[str, Any]) -> bool:
-    """Keep the newest version per unit, period and profile; False when `score` is not newer."""
-    key = (latest_scores.c.profile == score["profile"], latest_scores.c.unit_code == score["unit_code"],
-           latest_scores.c.period == score["period"])
-    known = await conn.scalar(sa.select(latest_scores.c.version).where(*key))
-    if known is not None and known >= score["version"]:
-        return False  # versions only go up; an older one arriving late changes nothing
-    values = {
-        "profile": score["profile"], "unit_code": score["unit_code"], "period": score["period"],
-        "version": score["version"], "score": score["score"], "payload": score, "band": score["band"],
-        "ratings": score["ratings"], "provisional": bool(score.get("provisional", False)),
-    }
-    await conn.execute(upsert(latest_scores, values, ["profile", "unit_code", "period"], conn.dialect.name))
-    return True
+async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the newest version per unit, period and profile; returns the scores that were newer than the stored.
+
+    One read and one upsert for a whole batch: a batch of score events is mostly distinct figures."""
+    if not scores:
+        return []
+    key_columns = (latest_scores.c.profile, latest_scores.c.unit_code, latest_scores.c.period)
+    keys = [(s["profile"], s["unit_code"], s["period"]) for s in scores]
+    known: dict[tuple[str, str, str], int] = {}
+    for start in range(0, len(keys), 500):  # bounded IN lists
+        rows = await conn.execute(
+            sa.select(*key_columns, latest_scores.c.version).where(sa.tuple_(*key_columns).in_(keys[start:start + 500]))
+        )
+        known.update({(r.profile, r.unit_code, r.period): r.version for r in rows})
+    # Versions only go up: an older one arriving late changes nothing.
+    newer = [s for s, key in zip(scores, keys) if known.get(key, 0) < s["version"]]
+    if newer:
+        rows = [
+            {"profile": s["profile"], "unit_code": s["unit_code"], "period": s["period"], "version": s["version"],
+             "score": s["score"], "payload": s, "band": s["band"], "ratings": s["ratings"],
+             "provisional": bool(s.get("provisional", False))}
+            for s in newer
+        ]
+        statement = upsert_statement(latest_scores, ["profile", "unit_code", "period"], list(rows[0]), conn.dialect.name)
+        await conn.execute(statement, rows)
+    return newer
 
 
-async def better_peers(conn: AsyncConnection, result: PublicResult, min_ratings: int) -> int:
-    """How many rankable units of the same level score strictly higher in the same period and profile."""
+async def rankable_scores(
+    conn: AsyncConnection, profile: str, period: str, level: str | None, min_ratings: int, above: float
+) -> list[float]:
+    """The scores above `above` of the rankable units of one level, period and profile, ascending.
+
+    A unit's rank is one more than the number of these strictly higher than its own score."""
     query = (
-        sa.select(sa.func.count())
+        sa.select(latest_scores.c.score)
         .select_from(latest_scores.outerjoin(units, units.c.code == latest_scores.c.unit_code))
         .where(
-            latest_scores.c.profile == result.profile, latest_scores.c.period == result.period,
-            latest_scores.c.score > result.score, latest_scores.c.band != INSUFFICIENT,
+            latest_scores.c.profile == profile, latest_scores.c.period == period,
+            latest_scores.c.score > above, latest_scores.c.band != INSUFFICIENT,
             latest_scores.c.ratings >= min_ratings, sa.not_(latest_scores.c.provisional),
         )
+        .order_by(latest_scores.c.score)
     )
-    query = query.where(units.c.level == result.level) if result.level else query.where(units.c.level.is_(None))
-    return int(await conn.scalar(query) or 0)
+    query = query.where(units.c.level == level) if level else query.where(units.c.level.is_(None))
+    return list((await conn.execute(query)).scalars())
 
 
 async def save_ticket(conn: AsyncConnection, values: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.workflow import store
 from services.workflow.api import router
 from services.workflow.duties import CLOCK, duty_worker, notification_worker, wake_notifications
-from services.workflow.handlers import build_handlers, publish_touched_tickets
+from services.workflow.handlers import build_handlers, publish_touched_tickets, store_scores
 from shared import topics
 from shared.bus.consumer import Tx
 from shared.service import Runtime, ServiceSpec, create_app
@@ -26,6 +26,7 @@ def build(settings: Settings | None = None, clock: Callable[[], datetime] | None
             runtime.extras[CLOCK] = clock
 
     async def before_commit(tx: Tx) -> None:
+        await store_scores(tx, settings)  # first: an Art. 6 review may open a ticket
         await publish_touched_tickets(tx, settings)
 
     spec = ServiceSpec(

@@ -195,18 +195,46 @@ async def review_repeated_dissatisfaction(ctx: Context, kind: str, subject_id: s
         )
 
 
-async def _store_score(tx: Tx, kind: str, subject_id: str, unit_code: str, unit_name: str | None, score: Any) -> bool:
-    table = store.scores
-    key = (table.c.subject_kind == kind, table.c.subject_id == subject_id, table.c.profile == score.profile,
-           table.c.period == score.period)
-    known = await tx.conn.scalar(sa.select(table.c.version).where(*key))
-    if known is not None and known >= score.version:
-        return False  # versions only go up
-    await tx.conn.execute(upsert(table, {
+SCORES = "scores"  # tx.state: the batch's newest figure per subject, profile and period
+
+
+def _collect_score(tx: Tx, kind: str, subject_id: str, unit_code: str, unit_name: str | None, score: Any, at: datetime) -> None:
+    """Keep the batch's newest figure per key; `store_scores` writes them all once before the batch commits."""
+    batch: dict[tuple[str, str, str, str], tuple[dict[str, Any], datetime]] = tx.state.setdefault(SCORES, {})
+    key = (kind, subject_id, score.profile, score.period)
+    if key in batch and batch[key][0]["version"] >= score.version:
+        return
+    batch[key] = ({
         "subject_kind": kind, "subject_id": subject_id, "profile": score.profile, "period": score.period,
         "unit_code": unit_code, "unit_name": unit_name, "score": score.score, "band": score.band, "version": score.version,
-    }, ["subject_kind", "subject_id", "profile", "period"], tx.conn.dialect.name))
-    return True
+    }, at)
+
+
+async def store_scores(tx: Tx, settings: Settings) -> None:
+    """Once per batch: one read and one upsert of every figure that is newer than the stored one (versions only
+    go up), then Đà Nẵng Art. 6's review for the newer year figures. Scoring sends a figure per profile and
+    period at every change, so per-event reads and writes were most of workflow's consumption."""
+    batch = tx.state.pop(SCORES, {})
+    if not batch:
+        return
+    table = store.scores
+    columns = (table.c.subject_kind, table.c.subject_id, table.c.profile, table.c.period)
+    keys = list(batch)
+    known: dict[tuple[str, str, str, str], int] = {}
+    for start in range(0, len(keys), 500):  # bounded IN lists
+        rows = await tx.conn.execute(sa.select(*columns, table.c.version).where(sa.tuple_(*columns).in_(keys[start:start + 500])))
+        known.update({(r.subject_kind, r.subject_id, r.profile, r.period): r.version for r in rows})
+    newer = [(row, at) for key, (row, at) in batch.items() if known.get(key, 0) < row["version"]]
+    if not newer:
+        return
+    keys_of_row = ["subject_kind", "subject_id", "profile", "period"]
+    await tx.conn.execute(upsert_statement(table, keys_of_row, list(newer[0][0]), tx.conn.dialect.name), [row for row, _ in newer])
+    ctx = Context.of(tx.conn, settings)
+    for row, at in newer:
+        period = parse_period(row["period"])
+        if period.kind == "year":
+            await review_repeated_dissatisfaction(ctx, row["subject_kind"], row["subject_id"], row["unit_code"], row["profile"],
+                                                  period.year, at)
 
 
 async def record_online_rating(ctx: Context, rating: events.RatingAccepted) -> None:
@@ -294,17 +322,13 @@ def build_handlers(settings: Settings) -> dict[str, Handler]:
         period = parse_period(score.period)
         if period.kind not in SCORED_PERIOD_KINDS:
             return
-        if await _store_score(tx, "unit", score.unit_code, score.unit_code, score.unit_name, score) and period.kind == "year":
-            await review_repeated_dissatisfaction(context(tx), "unit", score.unit_code, score.unit_code, score.profile,
-                                                  period.year, event.time)
+        _collect_score(tx, "unit", score.unit_code, score.unit_code, score.unit_name, score, event.time)
 
     async def on_officer_score_changed(event: events.CloudEvent, score: events.OfficerScoreChanged, tx: Tx) -> None:
         period = parse_period(score.period)
         if period.kind != "year":
             return
-        if await _store_score(tx, "officer", score.officer_id, score.unit_code, None, score):
-            await review_repeated_dissatisfaction(context(tx), "officer", score.officer_id, score.unit_code, score.profile,
-                                                  period.year, event.time)
+        _collect_score(tx, "officer", score.officer_id, score.unit_code, None, score, event.time)
 
     async def on_threshold_crossed(event: events.CloudEvent, crossing: events.ScoreThresholdCrossed, tx: Tx) -> None:
         ctx = context(tx)
