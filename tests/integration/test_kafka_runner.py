@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from deploy.kafka.runner import KafkaBroker, free_port
-from shared.topics import UNITS, full_name, topic_specs
+from shared.topics import RATINGS, UNITS, full_name, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +22,20 @@ GROUP = "itest-runner"
 KEY, VALUE = b"unit-1", '{"name": "UBND Phường 1"}'.encode()
 
 
-async def _units_cleanup_policy(bootstrap: str) -> str:
+async def _topic_config(bootstrap: str, topic: str, key: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, UNITS_TOPIC, {"cleanup.policy": None})]
-        )
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})])
     finally:
         await admin.close()
     [(error_code, _message, _type, name, entries)] = response.resources
-    assert (error_code, name) == (0, UNITS_TOPIC)
-    return str({entry[0]: entry[1] for entry in entries}["cleanup.policy"])
+    assert (error_code, name) == (0, topic)
+    return str({entry[0]: entry[1] for entry in entries}[key])
+
+
+async def _units_cleanup_policy(bootstrap: str) -> str:
+    return await _topic_config(bootstrap, UNITS_TOPIC, "cleanup.policy")
 
 
 Record = tuple[bytes | None, bytes | None]
@@ -88,6 +90,8 @@ async def test_broker_serves_topics_and_survives_restart(tmp_path: Path) -> None
         await broker.create_topics(specs)
         await broker.create_topics(specs)  # idempotent: existing topics are success
         assert await _units_cleanup_policy(broker.bootstrap) == "compact"
+        # Ratings are the record scoring is rebuilt from: kept for good, not the broker's 7 days.
+        assert await _topic_config(broker.bootstrap, full_name(PREFIX, RATINGS), "retention.ms") == "-1"
 
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         await producer.start()
