@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from fastapi import FastAPI
@@ -44,6 +45,10 @@ async def _configure(runtime: Runtime) -> None:
     )
     runtime.extras["limiter"] = RateLimiter()
     runtime.extras["rating_writer"] = RatingWriter(runtime)
+    # What is alive now (modules, schemas, compiled statements, the registry) lives as long as the process:
+    # out of the collector's way, a full collection no longer walks it (each walk paused every request in
+    # flight for tens of milliseconds; bench/notes/intake.md).
+    gc.freeze()
 
 
 async def write_ratings(runtime: Runtime) -> None:
