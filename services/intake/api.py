@@ -28,6 +28,9 @@ from shared.ratelimit import RateLimiter
 from shared.service import Runtime, RuntimeDep, require
 
 router = APIRouter()
+# The two routes a whole province posts to, registered before every other route: FastAPI tries routes in
+# order, and matching a request against the ten routes before them cost ~40 µs of each post.
+submissions = APIRouter()
 
 READER_ROLES = ("admin", "inspector", "home_affairs", "unit_head")
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -327,7 +330,7 @@ async def post_dossiers_batch(
 # --- ratings ----------------------------------------------------------------------------------------
 
 
-@router.post("/v1/ratings", status_code=202, response_model=RatingAccepted, tags=["ratings"])
+@submissions.post("/v1/ratings", status_code=202, response_model=RatingAccepted, tags=["ratings"])
 async def post_rating(
     rating: RatingIn, runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -339,7 +342,7 @@ async def post_rating(
     return JsonAnswer(body, status_code=status_code)
 
 
-@router.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"], openapi_extra=RATING_BATCH_BODY)
+@submissions.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"], openapi_extra=RATING_BATCH_BODY)
 async def post_ratings_batch(runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Up to 1,000 ratings `{"items": [...]}`; one result per item (`index`, `status`, `rating_id` or `error`)."""
     return await _ratings_batch(runtime, principal, request, await read_rating_batch(request), idempotency_key)

@@ -9,7 +9,7 @@ import sys
 from fastapi import FastAPI
 
 from services.intake import handlers, store
-from services.intake.api import router
+from services.intake.api import router, submissions
 from services.intake.domain.integrity import IntegrityLimits
 from services.intake.keys import DatabaseApiKeyStore
 from services.intake.registry import Registry
@@ -85,7 +85,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         name="intake",
         title="Hài Lòng intake",
         bus=store.bus,
-        routers=[router],
+        routers=[submissions, router],
         subscriptions=[topics.VERIFICATIONS],
         handlers=handlers.HANDLERS,
         workers=[write_ratings, reload_registry, sweep_unmatched],
