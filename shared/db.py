@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
@@ -46,22 +45,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-# JSON columns are written and read with orjson: the standard library's json.dumps was a third of the time
-# intake spent writing a batch of ratings (bench/notes/intake.md). The text differs only in whitespace.
-JSON_CODEC = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
-
-
 def create_engine_for(url: str, schema: str) -> AsyncEngine:
     """An engine whose connections see `schema` first, so each service's tables stay its own."""
     if is_sqlite(url):
         path = make_url(url).database
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -81,7 +71,6 @@ def create_engine_for(url: str, schema: str) -> AsyncEngine:
         max_overflow=10,
         pool_pre_ping=True,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"hailong-{schema}"}},
-        **JSON_CODEC,
     )
 
 
