@@ -1,16 +1,15 @@
-"""The ceiling of bench/intake.py: the same FastAPI stack and request models as intake (problem handlers,
-body caps, request metrics, pydantic validation of every item), answering without a database or Kafka."""
+"""The ceiling of bench/intake.py: the same FastAPI stack and request handling as intake (problem handlers,
+body caps, request metrics, pydantic validation of the rating, the batch read and validated by intake's own
+`read_rating_batch`, answers serialised as intake serialises them), answering without a database or Kafka."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from fastapi import FastAPI, Header
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi import FastAPI, Header, Request
 
-from services.intake.schemas import BatchIn, RatingIn
+from services.intake.api import RATING_BATCH_BODY, JsonAnswer, read_rating_batch
+from services.intake.schemas import RatingIn
 from shared.bodysize import BodySizeLimit
 from shared.problems import install_problem_handlers
 from shared.service import _RequestMetrics  # noqa: PLC2701 - the very middleware intake runs behind
@@ -20,20 +19,18 @@ install_problem_handlers(app)
 
 
 @app.post("/v1/ratings", status_code=202)
-async def post_rating(rating: RatingIn, authorization: str = Header()) -> JSONResponse:
-    return JSONResponse({"rating_id": str(uuid.uuid4()), "status": "accepted"}, status_code=202)
+async def post_rating(rating: RatingIn, authorization: str = Header()) -> JsonAnswer:
+    return JsonAnswer({"rating_id": str(uuid.uuid4()), "status": "accepted"}, status_code=202)
 
 
-@app.post("/v1/ratings/batch")
-async def post_batch(batch: BatchIn, authorization: str = Header()) -> JSONResponse:
-    items: list[dict[str, Any]] = []
-    for index, raw in enumerate(batch.items):
-        try:
-            RatingIn.model_validate(raw)
-            items.append({"index": index, "status": "accepted", "rating_id": str(uuid.uuid4())})
-        except ValidationError:
-            items.append({"index": index, "status": "error"})
-    return JSONResponse({"items": items, "accepted": len(items), "failed": 0})
+@app.post("/v1/ratings/batch", openapi_extra=RATING_BATCH_BODY)
+async def post_batch(request: Request, authorization: str = Header()) -> JsonAnswer:
+    items = [
+        {"index": index, "status": "accepted", "rating_id": str(uuid.uuid4())} if isinstance(item, RatingIn) else {"index": index, "status": "error"}
+        for index, item in enumerate(await read_rating_batch(request))
+    ]
+    failed = sum(1 for item in items if item["status"] == "error")
+    return JsonAnswer({"items": items, "accepted": len(items) - failed, "failed": failed})
 
 
 app.add_middleware(BodySizeLimit, default=64 * 1024, large={"/batch": 8 * 1024 * 1024})

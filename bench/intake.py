@@ -15,10 +15,13 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +66,45 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"{app} did not start")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the process so far (every thread)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self) -> float:
+        """The process's peak resident memory so far (VmHWM), in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+@contextmanager
+def profiled(server: Server, name: str) -> Iterator[None]:
+    """With BENCH_PROFILE=<folder>, py-spy samples `server` for the block (raw collapsed stacks per thread,
+    <folder>/<name>.txt): the profiles of bench/notes/intake.md were taken this way."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.process.pid), "--format", "raw", "--threads", "--rate", "100",
+         "--output", str(Path(folder) / f"{name}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(30)
 
 
 def wrk(url: str, seconds: int, token: str, prefix: str) -> dict[str, Any]:
@@ -195,8 +231,13 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
         await load_dossiers(intake.url, portal, singles, unit)
         print(f"  loaded {len(singles):,} dossiers in {time.perf_counter() - loading:.1f}s", flush=True)
         wrk(ceiling.url, 3, kiosk, "S")  # warm-up of both servers (imports, caches)
+        ceiling_cpu = ceiling.cpu_seconds()
         top = wrk(ceiling.url, seconds, kiosk, "S")
-        measured = wrk(intake.url, seconds, kiosk, "S")
+        ceiling_cpu = ceiling.cpu_seconds() - ceiling_cpu
+        intake_cpu = intake.cpu_seconds()
+        with profiled(intake, f"single-{database}"):
+            measured = wrk(intake.url, seconds, kiosk, "S")
+        intake_cpu = intake.cpu_seconds() - intake_cpu
         accepted = measured["statuses"].get("202", 0)
         rows.append(ratio_row(
             f"single POST /v1/ratings, {CONNECTIONS} connections ({database})", "requests/s", measured["rps"],
@@ -204,6 +245,9 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
             target="≥ 50% of ceiling, p99 < 50 ms", p50_ms=round(measured["p50_ms"], 1), p99_ms=round(measured["p99_ms"], 1),
             ceiling_p50_ms=round(top["p50_ms"], 1), ceiling_p99_ms=round(top["p99_ms"], 1), answered_202=accepted,
             other_statuses={k: v for k, v in measured["statuses"].items() if k != "202"}, socket_errors=measured["socket_errors"],
+            # CPU time per request of each process (all its threads): steadier than throughput on a shared machine.
+            cpu_us_per_request=round(intake_cpu / max(1, measured["requests"]) * 1e6), ceiling_cpu_us_per_request=round(ceiling_cpu / max(1, top["requests"]) * 1e6),
+            load_average=round(os.getloadavg()[0], 1),
         ))
 
         # 2. Batches of 1,000 from two clients.
@@ -211,15 +255,31 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
         codes = [f"B-{n}" for n in range(count)]
         await load_dossiers(intake.url, portal, codes, unit)
         batches = [[rating(code, i) for i, code in enumerate(codes[start:start + 1000], start)] for start in range(0, count, 1000)]
+        ceiling_cpu = ceiling.cpu_seconds()
         ceiling_seconds, _ = await post_batches(ceiling.url, portal, batches)
-        batch_seconds, ok = await post_batches(intake.url, portal, batches)
+        ceiling_cpu = ceiling.cpu_seconds() - ceiling_cpu
+        intake_cpu = intake.cpu_seconds()
+        with profiled(intake, f"batch-{database}"):
+            batch_seconds, ok = await post_batches(intake.url, portal, batches)
+        intake_cpu = intake.cpu_seconds() - intake_cpu
         rows.append(ratio_row(
             f"POST /v1/ratings/batch of 1,000, 2 clients ({database})", "ratings/s", ok / batch_seconds,
             "same FastAPI stack validating the batch without database or Kafka", count / ceiling_seconds,
             target="≥ 20,000 ratings/s", ratings=count, accepted=ok,
+            cpu_us_per_rating=round(intake_cpu / count * 1e6), ceiling_cpu_us_per_rating=round(ceiling_cpu / count * 1e6),
+            load_average=round(os.getloadavg()[0], 1),
         ))
         stored = await counted(database_url)
         print(f"  intake holds {stored}", flush=True)
+
+        # 7. Peak memory of intake over scenarios 1 and 2 (and the dossier loading before them).
+        peak, ceiling_peak = intake.peak_rss_mib(), ceiling.peak_rss_mib()
+        print(f"  peak RSS: intake {peak:.0f} MiB, ceiling {ceiling_peak:.0f} MiB", flush=True)
+        rows.append({
+            "scenario": f"intake peak RSS during single posts and batches ({database})", "unit": "MiB", "value": round(peak, 1),
+            "ceiling": "the ceiling app's peak RSS (for comparison; lower is better)", "ceiling_value": round(ceiling_peak, 1),
+            "ratio_to_ceiling": round(peak / ceiling_peak, 3), "target": "< 250 MB", "ratings_stored": sum(stored.values()),
+        })
     finally:
         intake.stop()
         ceiling.stop()

@@ -103,8 +103,10 @@ async def _principal(request: Request, runtime: RuntimeDep) -> Principal | None:
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must authenticate with one of `roles` (401 without credentials, 403 otherwise)."""
 
-    async def dependency(request: Request, runtime: RuntimeDep) -> Principal:
-        principal = await _principal(request, runtime)
+    # The runtime is read from the app, not asked for as a sub-dependency: FastAPI's resolution of each
+    # dependency costs more than the authentication itself (bench/notes/intake.md).
+    async def dependency(request: Request) -> Principal:
+        principal = await _principal(request, request.app.state.runtime)
         if principal is None:
             raise Problem(401, "Unauthorized", "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         if roles and principal.role not in roles:

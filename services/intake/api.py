@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +20,7 @@ from services.intake.handlers import Intake, ItemError
 from services.intake.writer import Post
 from services.intake.schemas import (
     OFFICER_ID, RATING_ID, UNIT_CODE, AssessmentIn, BatchIn, BatchOut, CorrectionIn, DossierAccepted, DossierIn,
-    OfficerIn, OfficerOut, RatingAccepted, RatingIn, UnitIn, UnitOut,
+    OfficerIn, OfficerOut, RatingAccepted, RatingBatchIn, RatingIn, UnitIn, UnitOut,
 )
 from shared.auth import Principal
 from shared.problems import Problem
@@ -26,6 +28,9 @@ from shared.ratelimit import RateLimiter
 from shared.service import Runtime, RuntimeDep, require
 
 router = APIRouter()
+# The two routes a whole province posts to, registered before every other route: FastAPI tries routes in
+# order, and matching a request against the ten routes before them cost ~40 µs of each post.
+submissions = APIRouter()
 
 READER_ROLES = ("admin", "inspector", "home_affairs", "unit_head")
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -39,6 +44,60 @@ RatingId = Annotated[str, Path(pattern=RATING_ID, description="a rating id (UUID
 # Comments may identify the citizen: only the consolidating and inspecting roles read them.
 COMMENT_READERS = {"admin", "inspector", "home_affairs"}
 RATING_STATUSES = Literal["accepted", "flagged", "pending_dossier", "unmatched", "rejected_before_completion", "superseded"]
+
+
+class JsonAnswer(JSONResponse):
+    """A JSON answer serialised by orjson: a batch's answer of 1,000 items in ~0.1 ms instead of ~1 ms."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+# The request body of POST /v1/ratings/batch as the document shows it; the route reads the body itself (below).
+RATING_BATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}}}}
+
+
+def _is_json(content_type: str | None) -> bool:
+    """What FastAPI parses as JSON: no Content-Type at all, application/json, or application/*+json."""
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_rating_batch(request: Request) -> list[RatingIn | ItemError]:
+    """The items of a ratings batch. The whole body is validated at once from its JSON bytes (pydantic's parser,
+    no intermediate dicts); only when that fails is each item validated on its own, so that a bad item gets
+    its own error and never rejects the others. A body that is not `{"items": [...]}` is 422 naming the
+    field, as FastAPI answers for the other routes."""
+    body = await request.body()
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    if not _is_json(request.headers.get("content-type")):
+        raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",),
+                                       "msg": "Input should be a valid dictionary or object to extract fields from", "input": None}])
+    try:
+        return list(RatingBatchIn.model_validate_json(body).items)
+    except ValidationError:
+        pass
+    try:
+        batch = BatchIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]) from None
+    return _validated(batch.items)
+
+
+def _validated(raw_items: list[Any]) -> list[RatingIn | ItemError]:
+    parsed: list[RatingIn | ItemError] = []
+    for raw in raw_items:
+        if isinstance(raw, ItemError):
+            parsed.append(raw)
+            continue
+        try:
+            parsed.append(RatingIn.model_validate(raw))
+        except ValidationError as exc:
+            parsed.append(_item_validation_error(exc))
+    return parsed
 
 
 def _intake(runtime: Runtime) -> Intake:
@@ -82,11 +141,11 @@ async def _idempotent(
                 if key:
                     stored = await handlers.stored_response(conn, principal, key, fingerprint)
                     if stored is not None:
-                        return JSONResponse(stored[1], status_code=stored[0])
+                        return JsonAnswer(stored[1], status_code=stored[0])
                 body = await write(conn)
                 if key:
                     await handlers.remember_response(conn, principal, key, fingerprint, status_code, body)
-            return JSONResponse(body, status_code=status_code)
+            return JsonAnswer(body, status_code=status_code)
         except IntegrityError:
             # A concurrent request won the race for a slot or key; the next pass sees its result (or its 409).
             if attempt == 3:
@@ -114,16 +173,7 @@ def _batch_answer(outcomes: list[Any]) -> dict[str, Any]:
     return {"items": items, "accepted": len(items) - failed, "failed": failed}
 
 
-async def _ratings_batch(runtime: Runtime, principal: Principal, request: Request, raw_items: list[Any], key: str | None, *, paper: bool = False) -> JSONResponse:
-    parsed: list[RatingIn | ItemError] = []
-    for raw in raw_items:
-        if isinstance(raw, ItemError):
-            parsed.append(raw)
-            continue
-        try:
-            parsed.append(RatingIn.model_validate(raw))
-        except ValidationError as exc:
-            parsed.append(_item_validation_error(exc))
+async def _ratings_batch(runtime: Runtime, principal: Principal, request: Request, parsed: list[RatingIn | ItemError], key: str | None) -> JSONResponse:
     valid = [item for item in parsed if isinstance(item, RatingIn)]
     _rate_limit(runtime, principal, cost=max(1, len(valid)))
     traceparent = request.headers.get("traceparent")
@@ -280,7 +330,7 @@ async def post_dossiers_batch(
 # --- ratings ----------------------------------------------------------------------------------------
 
 
-@router.post("/v1/ratings", status_code=202, response_model=RatingAccepted, tags=["ratings"])
+@submissions.post("/v1/ratings", status_code=202, response_model=RatingAccepted, tags=["ratings"])
 async def post_rating(
     rating: RatingIn, runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -289,15 +339,13 @@ async def post_rating(
     fingerprint = handlers.request_fingerprint(await request.body()) if idempotency_key else ""
     post = Post(principal, rating, idempotency_key, fingerprint, request.headers.get("traceparent"))
     status_code, body = await runtime.extras["rating_writer"].submit(post)  # group commit: see writer.py
-    return JSONResponse(body, status_code=status_code)
+    return JsonAnswer(body, status_code=status_code)
 
 
-@router.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"])
-async def post_ratings_batch(
-    batch: BatchIn, runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+@submissions.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"], openapi_extra=RATING_BATCH_BODY)
+async def post_ratings_batch(runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Up to 1,000 ratings `{"items": [...]}`; one result per item (`index`, `status`, `rating_id` or `error`)."""
-    return await _ratings_batch(runtime, principal, request, batch.items, idempotency_key)
+    return await _ratings_batch(runtime, principal, request, await read_rating_batch(request), idempotency_key)
 
 
 @router.post(
@@ -323,8 +371,7 @@ async def post_paper_import(runtime: RuntimeDep, principal: DossierSource, reque
         form if isinstance(form, dict) else ItemError(422, "Invalid row", str(form), form.field, extra={"line": line})
         for line, form in forms
     ]
-    answer = await _ratings_batch(runtime, principal, request, items, idempotency_key, paper=True)
-    return answer
+    return await _ratings_batch(runtime, principal, request, _validated(items), idempotency_key)
 
 
 @router.post("/v1/ratings/{rating_id}/corrections", status_code=202, response_model=RatingAccepted, tags=["ratings"])

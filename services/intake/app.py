@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from fastapi import FastAPI
 
 from services.intake import handlers, store
-from services.intake.api import router
+from services.intake.api import router, submissions
 from services.intake.domain.integrity import IntegrityLimits
 from services.intake.keys import DatabaseApiKeyStore
 from services.intake.registry import Registry
@@ -44,6 +45,10 @@ async def _configure(runtime: Runtime) -> None:
     )
     runtime.extras["limiter"] = RateLimiter()
     runtime.extras["rating_writer"] = RatingWriter(runtime)
+    # What is alive now (modules, schemas, compiled statements, the registry) lives as long as the process:
+    # out of the collector's way, a full collection no longer walks it (each walk paused every request in
+    # flight for tens of milliseconds; bench/notes/intake.md).
+    gc.freeze()
 
 
 async def write_ratings(runtime: Runtime) -> None:
@@ -80,7 +85,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         name="intake",
         title="Hài Lòng intake",
         bus=store.bus,
-        routers=[router],
+        routers=[submissions, router],
         subscriptions=[topics.VERIFICATIONS],
         handlers=handlers.HANDLERS,
         workers=[write_ratings, reload_registry, sweep_unmatched],

@@ -217,6 +217,13 @@ class BatchIn(StrictModel):
     items: list[Any] = Field(min_length=1, max_length=MAX_BATCH, description="up to 1,000 items, each validated on its own")
 
 
+class RatingBatchIn(StrictModel):
+    """A batch of ratings that is valid as a whole: validated in one pass from the JSON bytes (the fast path
+    of POST /v1/ratings/batch; any invalid item sends the batch through BatchIn, item by item)."""
+
+    items: list[RatingIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class BatchItemResult(BaseModel):
     index: int
     status: str

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from services.intake.app import build
+from services.intake.handlers import new_ids
 from services.intake.keys import create_api_key
 from shared.auth import issue_jwt
 from shared.db import create_engine_for
@@ -76,6 +79,31 @@ def test_bad_input_is_a_problem_naming_the_field(intake: Intake) -> None:
         assert field in [error["field"] for error in answer.json()["errors"]], answer.json()
     not_json = intake.client.post("/v1/ratings", content=b"{not json", headers={"Authorization": f"Bearer {intake.portal}", "Content-Type": "application/json"})
     assert not_json.status_code == 422 and not_json.headers["content-type"] == "application/problem+json"
+
+
+def test_a_ratings_batch_that_is_not_a_batch_is_a_problem_naming_the_body(intake: Intake) -> None:
+    # The batch route reads its body itself (validated whole from the JSON bytes); what is not {"items": [...]}
+    # must still be 422 naming the field, like every other route's body.
+    auth = {"Authorization": f"Bearer {intake.portal}"}
+    cases = [
+        (b"", {}, "body"),
+        (b"{not json", {"Content-Type": "application/json"}, "body"),
+        (b'{"items": 1}', {"Content-Type": "application/json"}, "body.items"),
+        (b'{"items": []}', {"Content-Type": "application/json"}, "body.items"),
+        (b'{"items": [{}], "more": 1}', {"Content-Type": "application/json"}, "body.more"),
+        (b'{"items": [{}]}', {"Content-Type": "text/plain"}, "body"),
+    ]
+    for content, headers, field in cases:
+        answer = intake.client.post("/v1/ratings/batch", content=content, headers={**auth, **headers})
+        assert answer.status_code == 422, (content, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert [error["field"] for error in answer.json()["errors"]] == [field], answer.json()
+    record = dossier()
+    assert intake.post("/v1/dossiers", record, intake.portal).status_code == 202
+    good = rating(record["dossier_code"], channel="portal", device_id=None)
+    typed = intake.client.post("/v1/ratings/batch", content=orjson.dumps({"items": [good]}),
+                               headers={**auth, "Content-Type": "application/vnd.hailong+json; charset=utf-8"})
+    assert typed.status_code == 200 and typed.json()["accepted"] == 1, typed.text
 
 
 def test_authentication_and_unit_scope(intake: Intake) -> None:
@@ -149,3 +177,10 @@ def test_the_respondents_phone_is_never_stored_in_clear(intake: Intake) -> None:
     everything = asyncio.run(dump())
     assert record["dossier_code"] in everything  # the dump really holds the data
     assert PHONE not in everything and "901234567" not in everything
+
+
+def test_new_ids_are_distinct_random_uuids() -> None:
+    ids = list(new_ids(1000))  # rating and event ids of a write come from one read of the random source
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(value).version == 4 and uuid.UUID(value).variant == uuid.RFC_4122 for value in ids)
+    assert list(new_ids(0)) == []
