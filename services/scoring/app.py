@@ -9,7 +9,7 @@ from services.scoring import store
 from services.scoring.api import router
 from services.scoring.domain.profiles import ProfileBook
 from services.scoring.feed import Broadcast
-from services.scoring.handlers import HANDLERS, apply_scoring_batch
+from services.scoring.handlers import HANDLERS, IDEMPOTENT_BY_NATURAL_KEY, apply_scoring_batch
 from services.scoring.reads import RankingCache
 from services.scoring.scorer import Scorer
 from shared import topics
@@ -50,6 +50,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         subscriptions=[topics.UNITS, topics.DOSSIERS, topics.RATINGS, topics.ASSESSMENTS, topics.VERIFICATIONS],
         handlers=HANDLERS,
         before_commit=apply_scoring_batch,
+        idempotent_event_types=IDEMPOTENT_BY_NATURAL_KEY,
         workers=[publish_scores],
         on_start=[_configure],
         on_events_committed=_wake_scorer,

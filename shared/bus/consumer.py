@@ -4,6 +4,11 @@ Offsets live in the service's own database, so on start and on every rebalance t
 them; Kafka's committed offsets are only advisory (for lag tools). Event ids already applied are
 skipped, records below the stored offset are skipped (an overlapping consumer during a rebalance),
 and a record that still fails after bounded retries goes to `<topic>.dlq` with the error in headers.
+
+A service may name event types whose application is idempotent by a natural key (scoring's ratings by
+rating id, dossiers by code and revision, verdicts by verification time): applying such an event again,
+at any later moment, changes nothing, so the runner neither looks their ids up nor stores them — a
+relay's re-send is absorbed by the natural key instead of a `processed_events` row per event.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
-from shared.db import execute_many, upsert
-from shared.events import CloudEvent, EventData
+from shared.db import execute_many, in_values, upsert
+from shared.events import CloudEvent, EventData, typed_event_from_bytes
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
 from shared.topics import dlq_of
@@ -102,6 +107,7 @@ class ConsumerRunner:
         max_retries: int = 3,
         before_commit: BatchHook | None = None,
         after_commit: Callable[[list[str]], None] | None = None,
+        idempotent_types: frozenset[str] = frozenset(),
     ) -> None:
         self.service = service
         self.group_id = service
@@ -115,6 +121,8 @@ class ConsumerRunner:
         self.max_retries = max_retries
         self.before_commit = before_commit
         self.after_commit = after_commit
+        # Event types the handlers apply idempotently by natural key: no processed_events row for them.
+        self.idempotent_types = idempotent_types
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
         self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
@@ -230,18 +238,22 @@ class ConsumerRunner:
             if not fresh:
                 return []
             tx = Tx(conn, self.tables, self.topic_prefix)
-            parsed = [self._parse(record) for record in fresh]  # each record is parsed once
-            seen = await self._already_processed(conn, [event.id for event in parsed])
+            parsed = [self._parse(record) for record in fresh]  # each record is parsed once, into its typed event
+            idempotent = self.idempotent_types
+            seen = await self._already_processed(conn, [event.id for event in parsed if event.type not in idempotent])
             applied: list[str] = []
+            remembered: list[str] = []
             for event in parsed:
                 if event.id in seen:
-                    continue
+                    continue  # applied before, or earlier in this batch
                 seen.add(event.id)
                 await self._dispatch(event, tx)
                 applied.append(event.id)
+                if event.type not in idempotent:
+                    remembered.append(event.id)
             if self.before_commit is not None:
                 await self.before_commit(tx)
-            await self._mark_processed(conn, applied)
+            await self._mark_processed(conn, remembered)
             await self._store_offset(conn, tp, fresh[-1].offset + 1)
         EVENTS_IN.labels(self.service, tp.topic, "applied").inc(len(applied))
         if len(applied) < len(parsed):
@@ -266,19 +278,26 @@ class ConsumerRunner:
         return [dlq_of(tp.topic)]
 
     def _parse(self, record: ConsumerRecord) -> CloudEvent:
+        """The record as its typed event, validated from its bytes in one pass; poison if it is not one."""
         try:
-            return CloudEvent.from_bytes(record.value)
+            return typed_event_from_bytes(record.value)
+        except (ValueError, ValidationError, TypeError):
+            pass
+        # Rejected: parse again the slow way only to say precisely why (rare: the poison path).
+        try:
+            event = CloudEvent.from_bytes(record.value)
         except (ValueError, ValidationError, TypeError) as exc:
             raise PoisonMessage(f"not a CloudEvent: {exc}") from exc
+        try:
+            event.parsed_data()
+        except (ValueError, ValidationError) as exc:
+            raise PoisonMessage(f"invalid {event.type} data: {exc}") from exc
+        raise PoisonMessage(f"{event.type} rejected by its schema")  # not reached: both paths use the same schemas
 
     async def _dispatch(self, event: CloudEvent, tx: Tx) -> None:
         handler = self.handlers.get(event.type)
-        try:
-            data = event.parsed_data()
-        except (ValueError, ValidationError) as exc:
-            raise PoisonMessage(f"invalid {event.type} data: {exc}") from exc
         if handler is not None:
-            await handler(event, data, tx)
+            await handler(event, event.data, tx)  # type: ignore[arg-type]  # typed by _parse
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, error: BaseException) -> None:
         headers = {
@@ -339,7 +358,7 @@ class ConsumerRunner:
         found: set[str] = set()
         for start in range(0, len(event_ids), ID_CHUNK):
             part = event_ids[start:start + ID_CHUNK]
-            found.update((await conn.scalars(sa.select(processed.c.event_id).where(processed.c.event_id.in_(part)))).all())
+            found.update((await conn.scalars(sa.select(processed.c.event_id).where(in_values(processed.c.event_id, part, conn.dialect.name)))).all())
         return found
 
     async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
