@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from services.scoring import store
@@ -10,6 +12,7 @@ from services.scoring.api import router
 from services.scoring.domain.profiles import ProfileBook
 from services.scoring.feed import Broadcast
 from services.scoring.handlers import HANDLERS, IDEMPOTENT_BY_NATURAL_KEY, apply_scoring_batch
+from services.scoring.rankings import RankingRefresher
 from services.scoring.reads import RankingCache
 from services.scoring.scorer import Scorer
 from shared import topics
@@ -25,7 +28,25 @@ async def _configure(runtime: Runtime) -> None:
     broadcast = Broadcast()
     scorer = Scorer(runtime.engine, book, settings.topic_prefix)
     scorer.listeners.append(broadcast.notify)
-    runtime.extras.update(book=book, broadcast=broadcast, scorer=scorer, rate_limiter=RateLimiter(), ranking_cache=RankingCache())
+    refresher = RankingRefresher(runtime.engine, book, refresh_seconds=settings.scoring_ranking_refresh_seconds)
+    scorer.listeners.append(refresher.wake.set)
+    runtime.extras.update(
+        book=book, broadcast=broadcast, scorer=scorer, refresher=refresher, rate_limiter=RateLimiter(), ranking_cache=RankingCache(),
+    )
+    tune_garbage_collector(settings.scoring_gc_gen0_threshold)
+
+
+def tune_garbage_collector(gen0_threshold: int) -> None:
+    """Fewer, larger young collections, and what start-up built (modules, schemas, the app) out of every scan.
+
+    The consumer's objects live for one batch and die by reference counting; the cyclic collector only
+    needs to run now and then, not every 700 allocations."""
+    if gen0_threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0_threshold, gc.get_threshold()[0]), gen1, gen2)
 
 
 async def publish_scores(runtime: Runtime) -> None:
@@ -35,6 +56,12 @@ async def publish_scores(runtime: Runtime) -> None:
         min_interval_seconds=runtime.settings.scoring_publish_interval_seconds, on_published=runtime.relay.wake,
         backlog=lambda: consumer.lag if consumer is not None else 0,
     )
+
+
+async def refresh_rankings(runtime: Runtime) -> None:
+    refresher: RankingRefresher = runtime.extras["refresher"]
+    consumer = runtime.consumer
+    await refresher.run(backlog=lambda: consumer.lag if consumer is not None else 0)
 
 
 def _wake_scorer(runtime: Runtime, _topics: list[str]) -> None:
@@ -51,7 +78,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         handlers=HANDLERS,
         before_commit=apply_scoring_batch,
         idempotent_event_types=IDEMPOTENT_BY_NATURAL_KEY,
-        workers=[publish_scores],
+        workers=[publish_scores, refresh_rankings],
         on_start=[_configure],
         on_events_committed=_wake_scorer,
     )

@@ -27,6 +27,7 @@ from services.scoring.domain.counters import COUNTERS
 from services.scoring.domain.periods import months_of, periods_of_month
 from services.scoring.domain.profiles import DEFINITE_BANDS, NOT_SATISFIED, OFFICER_PROFILES, SATISFIED, ProfileBook
 from services.scoring.projection import chunks, current_inputs
+from services.scoring.rankings import mark_stale
 from shared import events, topics
 from shared.aio import wait_event
 from shared.bus.outbox import add_serialised_to_outbox
@@ -236,6 +237,7 @@ class Scorer:
             await execute_many(conn, upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect), figures)
             await execute_many(conn, store.score_feed.insert(), feed)
             await add_serialised_to_outbox(conn, store.bus, outgoing)
+            await mark_stale(conn, {(f["profile"], f["period"]) for f in figures}, now)
         await _clear_dirty(conn, store.counters, ["unit_code", "month"], rows)
         result.events += len(outgoing)
 
