@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     scoring_gc_gen0_threshold: int = Field(50_000, ge=0)
     # Rankings are rendered this long after their figures first change, so a burst of changes costs one rendering.
     scoring_ranking_refresh_seconds: float = Field(1.0, ge=0)
+    # SQLite only: page cache of each of scoring's connections (the shared default is 64 MiB). Scoring holds four
+    # or five connections (consumer, score publisher, relay, rankings, reads): 64 MiB each would alone exceed its
+    # memory budget once the database outgrows them; the operating system caches the file as well.
+    scoring_sqlite_cache_mib: int = Field(16, ge=1)
 
     # --- workflow ---
     smtp_host: str | None = None  # unset: e-mail notifications are recorded but not sent

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 
 from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import store
 from services.scoring.api import router
@@ -33,7 +35,22 @@ async def _configure(runtime: Runtime) -> None:
     runtime.extras.update(
         book=book, broadcast=broadcast, scorer=scorer, refresher=refresher, rate_limiter=RateLimiter(), ranking_cache=RankingCache(),
     )
+    await limit_sqlite_cache(runtime.engine, settings.scoring_sqlite_cache_mib)
     tune_garbage_collector(settings.scoring_gc_gen0_threshold)
+
+
+async def limit_sqlite_cache(engine: AsyncEngine, mib: int) -> None:
+    """Each SQLite connection's page cache at `mib` (after shared.db's pragmas, which set 64 MiB)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _cache_size(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA cache_size=-{int(mib) * 1024}")
+        cursor.close()
+
+    await engine.dispose()  # the connection the migrations used was opened with the larger cache
 
 
 def tune_garbage_collector(gen0_threshold: int) -> None:

@@ -113,7 +113,7 @@ async def _period_counts(conn: AsyncConnection, table: sa.Table, key: str, dirty
 
 
 class Scorer:
-    def __init__(self, engine: AsyncEngine, book: ProfileBook, topic_prefix: str, *, batch_size: int = 1000) -> None:
+    def __init__(self, engine: AsyncEngine, book: ProfileBook, topic_prefix: str, *, batch_size: int = 250) -> None:
         self.engine = engine
         self.book = book
         self.topic = f"{topic_prefix}{topics.SCORES}"

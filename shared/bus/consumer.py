@@ -43,8 +43,8 @@ PROCESSED_EVENT_RETENTION = timedelta(days=7)
 ID_CHUNK = 5000  # event ids per IN (…) lookup: inside SQLite's and asyncpg's parameter limits
 # Larger fetches than aiokafka's defaults (1 MiB per partition): a catching-up consumer gets whole
 # batches in one round trip instead of a few hundred records.
-MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
-FETCH_MAX_BYTES = 64 * 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 2 * 1024 * 1024
+FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 class PoisonMessage(Exception):
@@ -137,8 +137,8 @@ class ConsumerRunner:
                 assert self.consumer is not None
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 self.kafka_ok = True
-                for tp, records in batch.items():
-                    await self._process_partition_batch(tp, records)
+                if batch:
+                    await self._process_batch(batch)
                 await self._update_lag()
                 await self._prune_processed_events()
                 failures = 0
@@ -217,54 +217,72 @@ class ConsumerRunner:
         except Exception as exc:
             log.warning("could not rewind to stored offsets", error=repr(exc))
 
-    async def _process_partition_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Every partition of one fetch in one transaction: a catching-up consumer's fetch spreads over all its
+        partitions, and per-partition transactions would cut each batch in as many smaller ones."""
         try:
-            emitted = await self._apply_in_one_transaction(tp, records)
+            emitted = await self._apply_in_one_transaction(batch)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.warning("batch failed; applying one record at a time", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            log.warning("batch failed; applying one partition, then one record, at a time", error=repr(exc))
             emitted = []
-            for record in records:
-                emitted += await self._apply_with_retries(tp, record)
-        await self._advisory_commit(tp, records[-1].offset + 1)
+            for tp, records in batch.items():
+                try:
+                    emitted += await self._apply_in_one_transaction({tp: records})
+                except Exception as partition_exc:
+                    if is_transient(partition_exc):
+                        raise
+                    for record in records:
+                        emitted += await self._apply_with_retries(tp, record)
+        await self._advisory_commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         if self.after_commit:
             self.after_commit(emitted)
 
-    async def _apply_in_one_transaction(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[str]:
+    async def _apply_in_one_transaction(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[str]:
         async with self.engine.begin() as conn:
-            start = await self._stored_offset_for_update(conn, tp)
-            fresh = [r for r in records if start is None or r.offset >= start]
+            fresh: dict[TopicPartition, list[ConsumerRecord]] = {}
+            # In one order (PostgreSQL locks the offset rows): two consumers overlapping in a rebalance cannot deadlock.
+            for tp in sorted(batch, key=lambda tp: (tp.topic, tp.partition)):
+                start = await self._stored_offset_for_update(conn, tp)
+                records = [r for r in batch[tp] if start is None or r.offset >= start]
+                if records:
+                    fresh[tp] = records
             if not fresh:
                 return []
             tx = Tx(conn, self.tables, self.topic_prefix)
-            parsed = [self._parse(record) for record in fresh]  # each record is parsed once, into its typed event
+            # Each record is parsed once, into its typed event; a partition's events keep their order.
+            parsed = [(tp.topic, self._parse(record)) for tp, records in fresh.items() for record in records]
             idempotent = self.idempotent_types
-            seen = await self._already_processed(conn, [event.id for event in parsed if event.type not in idempotent])
-            applied: list[str] = []
+            seen = await self._already_processed(conn, [event.id for _, event in parsed if event.type not in idempotent])
+            applied: dict[str, int] = {}
+            duplicates: dict[str, int] = {}
             remembered: list[str] = []
-            for event in parsed:
+            for topic, event in parsed:
                 if event.id in seen:
-                    continue  # applied before, or earlier in this batch
+                    duplicates[topic] = duplicates.get(topic, 0) + 1  # applied before, or earlier in this batch
+                    continue
                 seen.add(event.id)
                 await self._dispatch(event, tx)
-                applied.append(event.id)
+                applied[topic] = applied.get(topic, 0) + 1
                 if event.type not in idempotent:
                     remembered.append(event.id)
             if self.before_commit is not None:
                 await self.before_commit(tx)
             await self._mark_processed(conn, remembered)
-            await self._store_offset(conn, tp, fresh[-1].offset + 1)
-        EVENTS_IN.labels(self.service, tp.topic, "applied").inc(len(applied))
-        if len(applied) < len(parsed):
-            EVENTS_IN.labels(self.service, tp.topic, "duplicate").inc(len(parsed) - len(applied))
+            for tp, records in fresh.items():
+                await self._store_offset(conn, tp, records[-1].offset + 1)
+        for topic, count in applied.items():
+            EVENTS_IN.labels(self.service, topic, "applied").inc(count)
+        for topic, count in duplicates.items():
+            EVENTS_IN.labels(self.service, topic, "duplicate").inc(count)
         return tx.emitted
 
     async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord) -> list[str]:
         last_error: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._apply_in_one_transaction(tp, [record])
+                return await self._apply_in_one_transaction({tp: [record]})
             except PoisonMessage as exc:
                 last_error = exc
                 break
@@ -367,11 +385,11 @@ class ConsumerRunner:
         statement = self.tables.processed_events.insert().values(processed_at=datetime.now(timezone.utc))
         await execute_many(conn, statement, [{"event_id": event_id} for event_id in event_ids])
 
-    async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
+    async def _advisory_commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self.consumer is None:
             return
         try:
-            await self.consumer.commit({tp: next_offset})
+            await self.consumer.commit(offsets)
         except Exception as exc:  # the database holds the truth; a failed advisory commit is harmless
             log.debug("advisory commit failed", error=repr(exc))
 
