@@ -189,7 +189,10 @@ class Scorer:
             for row in await conn.execute(sa.select(a.c.unit_code, a.c.period, a.c.inputs).where(in_values(a.c.unit_code, part, conn.dialect.name), a.c.period.in_(periods))):
                 inputs[(row.unit_code, row.period)] = current_inputs(row.inputs)
             query = sa.select(agg.c.profile, agg.c.unit_code, agg.c.period, agg.c.version, agg.c.definite_band)
-            for row in await conn.execute(query.where(in_values(agg.c.unit_code, part, conn.dialect.name), agg.c.period.in_(periods))):
+            # The profiles named so that the primary key (profile, unit, period) finds the rows: without them
+            # every pass scanned the whole table (half a million figures after 1,000,000 ratings).
+            query = query.where(agg.c.profile.in_(self.book.names), in_values(agg.c.unit_code, part, conn.dialect.name), agg.c.period.in_(periods))
+            for row in await conn.execute(query):
                 previous[(row.profile, row.unit_code, row.period)] = row
             u = store.units
             for row in await conn.execute(sa.select(u.c.code, u.c.name, u.c.level, u.c.parent_code).where(in_values(u.c.code, part, conn.dialect.name))):
@@ -252,7 +255,9 @@ class Scorer:
         officers = sorted(unit_of)
         previous: dict[tuple[str, str, str], int] = {}
         for part in chunks(officers):
-            query = sa.select(oa.c.profile, oa.c.officer_id, oa.c.period, oa.c.version).where(in_values(oa.c.officer_id, part, conn.dialect.name))
+            query = sa.select(oa.c.profile, oa.c.officer_id, oa.c.period, oa.c.version).where(
+                oa.c.profile.in_(OFFICER_PROFILES), in_values(oa.c.officer_id, part, conn.dialect.name),
+            )
             for row in await conn.execute(query):
                 previous[(row.profile, row.officer_id, row.period)] = row.version
         now = datetime.now(timezone.utc)

@@ -4,6 +4,10 @@
 `revision` in the transaction that writes them) and remembers which revision the stored rankings show;
 `rankings` holds each rendered answer, gzip-compressed JSON.
 
+Also: the score publisher takes dirty counter rows in key order; the partial index on `dirty` alone made
+every pass walk the primary key past the rows already scored (quadratic in a backlog of dirty rows).
+The new partial indexes are in key order and hold only dirty rows.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25
@@ -20,7 +24,15 @@ depends_on = None
 BIGINT = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
+# SQLite proves a partial index usable only if the query repeats its condition: the queries say dirty = 1 there.
+DIRTY = {"sqlite_where": sa.text("dirty = 1"), "postgresql_where": sa.text("dirty")}
+DIRTY_BEFORE = {"sqlite_where": sa.text("dirty"), "postgresql_where": sa.text("dirty")}
+
+
 def upgrade() -> None:
+    for table, key in (("counters", "unit_code"), ("officer_counters", "officer_id")):
+        op.drop_index(f"ix_{table}_dirty", table_name=table)
+        op.create_index(f"ix_{table}_dirty_key", table, [key, "month"], **DIRTY)
     op.create_table(
         "ranking_sources",
         sa.Column("profile", sa.String(32), primary_key=True),
@@ -50,3 +62,6 @@ def downgrade() -> None:
     op.drop_table("rankings")
     op.drop_index("ix_ranking_sources_stale", table_name="ranking_sources")
     op.drop_table("ranking_sources")
+    for table, key in (("counters", "unit_code"), ("officer_counters", "officer_id")):
+        op.drop_index(f"ix_{table}_dirty_key", table_name=table)
+        op.create_index(f"ix_{table}_dirty", table, ["dirty"], **DIRTY_BEFORE)
