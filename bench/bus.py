@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import BenchContext, ratio_row
 from services.scoring import store as scoring_store
-from services.scoring.handlers import HANDLERS, apply_scoring_batch
+from services.scoring.handlers import HANDLERS, IDEMPOTENT_BY_NATURAL_KEY, apply_scoring_batch
 from shared import events, topics
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.outbox import OutboxRelay, add_many_to_outbox, create_producer
@@ -88,7 +88,8 @@ async def consumer_runner(bootstrap: str, url: str, expect: int) -> float:
     engine = await prepare_database(url, "scoring")
     runner = ConsumerRunner(
         "bench-scoring", engine, scoring_store.bus, bootstrap=bootstrap, topic_prefix=PREFIX,
-        topics=[topics.RATINGS], handlers=HANDLERS, before_commit=apply_scoring_batch, batch_size=500,
+        topics=[topics.RATINGS], handlers=HANDLERS, before_commit=apply_scoring_batch, batch_size=2000,
+        idempotent_types=IDEMPOTENT_BY_NATURAL_KEY,
     )
     task = asyncio.create_task(runner.run())
     try:

@@ -209,3 +209,19 @@ async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any,
     params = compiled.construct_params()
     result = await conn.exec_driver_sql(str(compiled), tuple(params[name] for name in names))
     return [tuple(row) for row in result.cursor.fetchall()] if result.cursor is not None else []
+
+
+def in_values(column: Any, values: Sequence[Any], dialect_name: str) -> Any:
+    """`column IN (values)` with the values as ONE bound parameter: a JSON array read by `json_each` on
+    SQLite, an array with `= ANY` on PostgreSQL.
+
+    SQLAlchemy renders an ordinary IN list afresh for every execution, one named parameter per value,
+    which for the thousands of keys of a consumed batch costs more than the lookup itself."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    import orjson
+
+    listed = sa.func.json_each(sa.bindparam(None, orjson.dumps(list(values)).decode(), type_=sa.Text)).table_valued("value")
+    return column.in_(sa.select(listed.c.value))

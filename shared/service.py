@@ -46,6 +46,7 @@ class ServiceSpec:
     subscriptions: list[str] = field(default_factory=list)
     handlers: dict[str, Handler] = field(default_factory=dict)
     before_commit: BatchHook | None = None  # runs once per consumed batch, inside its transaction
+    idempotent_event_types: frozenset[str] = frozenset()  # applied idempotently by natural key: no processed_events rows
     workers: list[BackgroundWorker] = field(default_factory=list)
     api_key_store: Callable[[Runtime], ApiKeyStore] | None = None
     required_secrets: tuple[str, ...] = ("jwt_secret",)
@@ -195,6 +196,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
                 topics=spec.subscriptions, handlers=spec.handlers,
                 batch_size=settings.consumer_batch_size, max_retries=settings.consumer_max_retries,
                 before_commit=spec.before_commit,
+                idempotent_types=spec.idempotent_event_types,
                 after_commit=lambda topics: _after_commit(runtime, topics),
             )
         if spec.api_key_store is not None:

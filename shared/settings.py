@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     scoring_profile_parameters: dict[str, dict[str, object]] = Field(default_factory=dict)
     scoring_publish_interval_seconds: float = Field(0.05, ge=0)  # pause between score-publishing passes
     scoring_public_rate_limit: str = "600/minute"  # per client address, on the public read endpoints
+    # Container allocations between two young-generation garbage collections (CPython's default is 700). A
+    # consumed batch allocates millions of short-lived objects; at 700 the collector ran so often that it
+    # took ~40 % of the consumer's CPU (bench/notes/scoring.md). 0 keeps the interpreter's default.
+    scoring_gc_gen0_threshold: int = Field(50_000, ge=0)
+    # Rankings are rendered this long after their figures first change, so a burst of changes costs one rendering.
+    scoring_ranking_refresh_seconds: float = Field(1.0, ge=0)
+    # SQLite only: page cache of each of scoring's connections (the shared default is 64 MiB). Scoring holds four
+    # or five connections (consumer, score publisher, relay, rankings, reads): 64 MiB each would alone exceed its
+    # memory budget once the database outgrows them; the operating system caches the file as well.
+    scoring_sqlite_cache_mib: int = Field(16, ge=1)
 
     # --- workflow ---
     smtp_host: str | None = None  # unset: e-mail notifications are recorded but not sent

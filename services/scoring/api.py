@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, get_args
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from services.scoring import feed, reads, store
+from services.scoring.rankings import scope_of
 from services.scoring.domain.profiles import DEFAULT_PROFILE, ProfileBook
 from shared.auth import Principal
 from shared.events import UnitLevel
@@ -60,11 +62,22 @@ async def rankings(
     parent: Annotated[str | None, Query(pattern=UNIT_CODE)] = None,
     format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",  # noqa: A002 - the contract's name
     cache_control: Annotated[str | None, Header(include_in_schema=False)] = None,
+    accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Units ranked by score (ties share a rank); provisional figures and insufficient data listed apart.
 
-    The answer is reused until a figure changes; `Cache-Control: no-cache` asks for it to be computed again."""
+    Rankings of every unit or of one level are rendered when their figures change (see `generated_at`) and
+    served as rendered; `Cache-Control: no-cache` asks for one computed afresh. With a parent, or as CSV or
+    XLSX, the answer is computed and reused until a figure changes."""
     _checked_profile(book, profile)
+    fresh = "no-cache" in (cache_control or "").lower()
+    if format == "json" and parent is None and not fresh:
+        async with runtime.engine.connect() as conn:
+            stored = await store.stored_ranking(conn, profile, period, scope_of(level))
+        if stored is not None:  # rendered by the refresher when the figures last changed
+            if "gzip" in (accept_encoding or "").lower():
+                return Response(stored, media_type="application/json", headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+            return Response(gzip.decompress(stored), media_type="application/json", headers={"Vary": "Accept-Encoding"})
     cache: reads.RankingCache = runtime.extras["ranking_cache"]
     async with runtime.engine.connect() as conn:
 
@@ -76,7 +89,6 @@ async def rankings(
 
             return exports.to_csv(body) if format == "csv" else exports.to_xlsx(body)
 
-        fresh = "no-cache" in (cache_control or "").lower()
         content = await cache.get(conn, (profile, period, level, parent, format), render, fresh=fresh)
     if format == "json":
         return Response(content, media_type="application/json")

@@ -85,3 +85,12 @@ HANDLERS = {
     events.RATING_VERIFIED: on_rating_verified,
     events.ASSESSMENT_RECORDED: on_assessment_recorded,
 }
+
+# Applying these again, at any later moment, changes nothing (domain/contributions.py merges facts): a rating
+# by its id (arrival and a flag only ever set), a dossier by its code and revision (the highest holds), a
+# verdict by its verification time (the newest holds). So the consumer needs no processed_events row for
+# them: a relay's re-send is absorbed by the natural key. Registry and assessment events are remembered by
+# id: re-applying an old unit.upserted after a newer one would move the unit back.
+IDEMPOTENT_BY_NATURAL_KEY = frozenset({
+    events.DOSSIER_COMPLETED, events.RATING_ACCEPTED, events.RATING_FLAGGED, events.RATING_VERIFIED,
+})

@@ -31,7 +31,7 @@ from services.scoring.domain.counters import (
 from services.scoring.domain.periods import months_of
 from shared import events
 from shared.calendar import WorkingCalendar, default_calendar
-from shared.db import execute_many, upsert_statement
+from shared.db import execute_many, in_values, upsert_statement
 
 IN_CHUNK = 2000  # ids per IN (…) list: well inside SQLite's and asyncpg's parameter limits
 MAX_DEPTH = 16  # a unit hierarchy deeper than this is a cycle in the registry
@@ -146,7 +146,7 @@ async def ancestors_for(conn: AsyncConnection, unit_codes: Iterable[str]) -> dic
     wanted = sorted(set(unit_codes))
     found: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for part in chunks(wanted):
-        rows = await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code, closure.c.depth).where(closure.c.unit_code.in_(part)))
+        rows = await conn.execute(sa.select(closure.c.unit_code, closure.c.ancestor_code, closure.c.depth).where(in_values(closure.c.unit_code, part, conn.dialect.name)))
         for unit_code, ancestor, depth in rows:
             found[unit_code].append((depth, ancestor))
     missing = [code for code in wanted if code not in found]
@@ -240,7 +240,7 @@ async def _load_ratings(conn: AsyncConnection, column: sa.Column, keys: Iterable
     found: dict[str, RatingState] = {}
     wanted = sorted(set(keys))
     for part in chunks(wanted):
-        for row in await conn.execute(sa.select(store.rating_contributions).where(column.in_(part))):
+        for row in await conn.execute(sa.select(store.rating_contributions).where(in_values(column, part, conn.dialect.name))):
             found[row.rating_id] = _rating_from_row(row)
     return found
 
@@ -253,7 +253,7 @@ async def _load_dossiers(
     vectors: dict[str, Vector] = {}
     wanted = sorted(set(codes))
     for part in chunks(wanted):
-        for row in await conn.execute(sa.select(store.dossier_contributions).where(store.dossier_contributions.c.dossier_code.in_(part))):
+        for row in await conn.execute(sa.select(store.dossier_contributions).where(in_values(store.dossier_contributions.c.dossier_code, part, conn.dialect.name))):
             states[row.dossier_code] = _dossier_from_row(row)
             facts[row.dossier_code] = row.facts
             vectors[row.dossier_code] = {name: value for name in DOSSIER_COUNTERS if (value := getattr(row, name))}

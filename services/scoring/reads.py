@@ -66,7 +66,15 @@ async def ranking(
 ) -> dict[str, Any]:
     rows = await store.figures(conn, profile, period, level, parent)
     before = await store.ranked_scores(conn, profile, str(previous(parse_period(period))), level, parent)
-    result = rank([_entry(r) for r in rows], ranks_of(before))
+    return ranking_body(book, profile, period, rows, before, embed=embed)
+
+
+def ranking_body(
+    book: ProfileBook, profile: str, period: str, rows: list[tuple[Any, ...]], before: list[tuple[Any, ...]], *, embed: bool = False,
+) -> dict[str, Any]:
+    """The GET /v1/rankings answer from figure rows (store.RANKING_COLUMNS) and the previous period's (unit, score)
+    pairs, both best first and filtered alike."""
+    result = rank([_entry(r) for r in rows], ranks_of([(b[0], b[1]) for b in before]))
     version = book.version_for(profile, period)
     return {
         "period": period,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import store
 from services.scoring.domain.profiles import ProfileBook
-from services.scoring.handlers import HANDLERS, apply_scoring_batch
+from services.scoring.handlers import HANDLERS, IDEMPOTENT_BY_NATURAL_KEY, apply_scoring_batch
 from services.scoring.projection import rebuild_counters, zero_counters
 from services.scoring.scorer import Scorer
 from shared import topics
@@ -125,7 +125,7 @@ async def _replay(
     runner = ConsumerRunner(
         SERVICE, engine, store.bus, bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
         topics=SUBSCRIPTIONS, handlers=HANDLERS, batch_size=settings.consumer_batch_size,
-        max_retries=settings.consumer_max_retries, before_commit=apply_scoring_batch,
+        max_retries=settings.consumer_max_retries, before_commit=apply_scoring_batch, idempotent_types=IDEMPOTENT_BY_NATURAL_KEY,
     )
     task = asyncio.create_task(runner.run())
     try:

@@ -8,6 +8,8 @@
 - `aggregates` / `officer_aggregates`: each profile's figure per unit or officer and period, with the
   `version` that only goes up (carried by scores.v1 events).
 - `score_feed`: the published changes in order, read by the SSE stream (pruned after an hour).
+- `ranking_sources` / `rankings`: each (profile, period)'s figure changes counted, and its rankings rendered
+  (gzip JSON, per scope: every unit, or one level) by the refresher, so a ranking read is one lookup.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def _counter_table(name: str, key: list[sa.Column], extra: list[sa.Column]) -> s
         *counter_columns(COUNTERS),
         sa.Column("revision", BIGINT, nullable=False, server_default="0"),
         sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Index(f"ix_{name}_dirty", "dirty", sqlite_where=sa.text("dirty"), postgresql_where=sa.text("dirty")),
+        # Only the dirty rows, in key order: the score publisher takes them in that order (migration 0003).
+        sa.Index(f"ix_{name}_dirty_key", key[0].name, "month", sqlite_where=sa.text("dirty = 1"), postgresql_where=sa.text("dirty")),
     )
 
 
@@ -173,6 +176,29 @@ score_feed = sa.Table(
     sa.Column("period", sa.String(8), nullable=False),
     sa.Column("data", sa.Text, nullable=False),  # the score.changed data as JSON
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+ranking_sources = sa.Table(
+    "ranking_sources",
+    metadata,
+    sa.Column("profile", sa.String(32), primary_key=True),
+    sa.Column("period", sa.String(8), primary_key=True),
+    sa.Column("revision", BIGINT, nullable=False, server_default="0"),  # + 1 by every pass that changes its figures
+    sa.Column("rendered_revision", BIGINT, nullable=False, server_default="0"),  # what the stored rankings show
+    sa.Column("stale_since", UtcDateTime, nullable=True),  # the first change the stored rankings do not show
+    sa.Index("ix_ranking_sources_stale", "stale_since"),
+)
+
+rankings = sa.Table(
+    "rankings",
+    metadata,
+    sa.Column("profile", sa.String(32), primary_key=True),
+    sa.Column("period", sa.String(8), primary_key=True),
+    sa.Column("scope", sa.String(40), primary_key=True),  # "" every unit; "level:ward" one level
+    sa.Column("body_gzip", sa.LargeBinary, nullable=False),  # the GET /v1/rankings JSON answer, gzip-compressed
+    sa.Column("revision", BIGINT, nullable=False),
+    sa.Column("rendered_at", UtcDateTime, nullable=False),
 )
 
 
@@ -259,3 +285,18 @@ async def is_within(conn: AsyncConnection, unit_code: str, scope: str) -> bool:
 async def newest_feed_id(conn: AsyncConnection) -> int:
     """The newest published change: when it has not moved, no figure has changed."""
     return int(await conn.scalar(sa.select(sa.func.max(score_feed.c.id))) or 0)
+
+
+async def ranked_scores_with_level(conn: AsyncConnection, profile: str, period: str) -> list[tuple[str, float, str | None]]:
+    """(unit, score, level) of every figure in the final ranking of a period, best first (unregistered units: level None)."""
+    agg = aggregates
+    query = sa.select(agg.c.unit_code, agg.c.score, units.c.level).select_from(agg.outerjoin(units, units.c.code == agg.c.unit_code))
+    query = query.where(agg.c.profile == profile, agg.c.period == period, agg.c.ranked, agg.c.score.is_not(None))
+    return await fetch_tuples(conn, query.order_by(agg.c.score.desc(), agg.c.unit_code))  # type: ignore[return-value]
+
+
+async def stored_ranking(conn: AsyncConnection, profile: str, period: str, scope: str) -> bytes | None:
+    """The rendered ranking (gzip JSON) of a scope, or None when there is none yet."""
+    r = rankings
+    query = sa.select(r.c.body_gzip).where(r.c.profile == profile, r.c.period == period, r.c.scope == scope)
+    return await conn.scalar(query)

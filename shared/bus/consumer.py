@@ -4,6 +4,11 @@ Offsets live in the service's own database, so on start and on every rebalance t
 them; Kafka's committed offsets are only advisory (for lag tools). Event ids already applied are
 skipped, records below the stored offset are skipped (an overlapping consumer during a rebalance),
 and a record that still fails after bounded retries goes to `<topic>.dlq` with the error in headers.
+
+A service may name event types whose application is idempotent by a natural key (scoring's ratings by
+rating id, dossiers by code and revision, verdicts by verification time): applying such an event again,
+at any later moment, changes nothing, so the runner neither looks their ids up nor stores them — a
+relay's re-send is absorbed by the natural key instead of a `processed_events` row per event.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
-from shared.db import execute_many, upsert
-from shared.events import CloudEvent, EventData
+from shared.db import execute_many, in_values, upsert
+from shared.events import CloudEvent, EventData, typed_event_from_bytes
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
 from shared.topics import dlq_of
@@ -38,8 +43,8 @@ PROCESSED_EVENT_RETENTION = timedelta(days=7)
 ID_CHUNK = 5000  # event ids per IN (…) lookup: inside SQLite's and asyncpg's parameter limits
 # Larger fetches than aiokafka's defaults (1 MiB per partition): a catching-up consumer gets whole
 # batches in one round trip instead of a few hundred records.
-MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
-FETCH_MAX_BYTES = 64 * 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 2 * 1024 * 1024
+FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 class PoisonMessage(Exception):
@@ -102,6 +107,7 @@ class ConsumerRunner:
         max_retries: int = 3,
         before_commit: BatchHook | None = None,
         after_commit: Callable[[list[str]], None] | None = None,
+        idempotent_types: frozenset[str] = frozenset(),
     ) -> None:
         self.service = service
         self.group_id = service
@@ -115,6 +121,8 @@ class ConsumerRunner:
         self.max_retries = max_retries
         self.before_commit = before_commit
         self.after_commit = after_commit
+        # Event types the handlers apply idempotently by natural key: no processed_events row for them.
+        self.idempotent_types = idempotent_types
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka_ok = False
         self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
@@ -129,8 +137,8 @@ class ConsumerRunner:
                 assert self.consumer is not None
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 self.kafka_ok = True
-                for tp, records in batch.items():
-                    await self._process_partition_batch(tp, records)
+                if batch:
+                    await self._process_batch(batch)
                 await self._update_lag()
                 await self._prune_processed_events()
                 failures = 0
@@ -209,50 +217,72 @@ class ConsumerRunner:
         except Exception as exc:
             log.warning("could not rewind to stored offsets", error=repr(exc))
 
-    async def _process_partition_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Every partition of one fetch in one transaction: a catching-up consumer's fetch spreads over all its
+        partitions, and per-partition transactions would cut each batch in as many smaller ones."""
         try:
-            emitted = await self._apply_in_one_transaction(tp, records)
+            emitted = await self._apply_in_one_transaction(batch)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.warning("batch failed; applying one record at a time", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            log.warning("batch failed; applying one partition, then one record, at a time", error=repr(exc))
             emitted = []
-            for record in records:
-                emitted += await self._apply_with_retries(tp, record)
-        await self._advisory_commit(tp, records[-1].offset + 1)
+            for tp, records in batch.items():
+                try:
+                    emitted += await self._apply_in_one_transaction({tp: records})
+                except Exception as partition_exc:
+                    if is_transient(partition_exc):
+                        raise
+                    for record in records:
+                        emitted += await self._apply_with_retries(tp, record)
+        await self._advisory_commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         if self.after_commit:
             self.after_commit(emitted)
 
-    async def _apply_in_one_transaction(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[str]:
+    async def _apply_in_one_transaction(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> list[str]:
         async with self.engine.begin() as conn:
-            start = await self._stored_offset_for_update(conn, tp)
-            fresh = [r for r in records if start is None or r.offset >= start]
+            fresh: dict[TopicPartition, list[ConsumerRecord]] = {}
+            # In one order (PostgreSQL locks the offset rows): two consumers overlapping in a rebalance cannot deadlock.
+            for tp in sorted(batch, key=lambda tp: (tp.topic, tp.partition)):
+                start = await self._stored_offset_for_update(conn, tp)
+                records = [r for r in batch[tp] if start is None or r.offset >= start]
+                if records:
+                    fresh[tp] = records
             if not fresh:
                 return []
             tx = Tx(conn, self.tables, self.topic_prefix)
-            parsed = [self._parse(record) for record in fresh]  # each record is parsed once
-            seen = await self._already_processed(conn, [event.id for event in parsed])
-            applied: list[str] = []
-            for event in parsed:
+            # Each record is parsed once, into its typed event; a partition's events keep their order.
+            parsed = [(tp.topic, self._parse(record)) for tp, records in fresh.items() for record in records]
+            idempotent = self.idempotent_types
+            seen = await self._already_processed(conn, [event.id for _, event in parsed if event.type not in idempotent])
+            applied: dict[str, int] = {}
+            duplicates: dict[str, int] = {}
+            remembered: list[str] = []
+            for topic, event in parsed:
                 if event.id in seen:
+                    duplicates[topic] = duplicates.get(topic, 0) + 1  # applied before, or earlier in this batch
                     continue
                 seen.add(event.id)
                 await self._dispatch(event, tx)
-                applied.append(event.id)
+                applied[topic] = applied.get(topic, 0) + 1
+                if event.type not in idempotent:
+                    remembered.append(event.id)
             if self.before_commit is not None:
                 await self.before_commit(tx)
-            await self._mark_processed(conn, applied)
-            await self._store_offset(conn, tp, fresh[-1].offset + 1)
-        EVENTS_IN.labels(self.service, tp.topic, "applied").inc(len(applied))
-        if len(applied) < len(parsed):
-            EVENTS_IN.labels(self.service, tp.topic, "duplicate").inc(len(parsed) - len(applied))
+            await self._mark_processed(conn, remembered)
+            for tp, records in fresh.items():
+                await self._store_offset(conn, tp, records[-1].offset + 1)
+        for topic, count in applied.items():
+            EVENTS_IN.labels(self.service, topic, "applied").inc(count)
+        for topic, count in duplicates.items():
+            EVENTS_IN.labels(self.service, topic, "duplicate").inc(count)
         return tx.emitted
 
     async def _apply_with_retries(self, tp: TopicPartition, record: ConsumerRecord) -> list[str]:
         last_error: BaseException | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._apply_in_one_transaction(tp, [record])
+                return await self._apply_in_one_transaction({tp: [record]})
             except PoisonMessage as exc:
                 last_error = exc
                 break
@@ -266,19 +296,26 @@ class ConsumerRunner:
         return [dlq_of(tp.topic)]
 
     def _parse(self, record: ConsumerRecord) -> CloudEvent:
+        """The record as its typed event, validated from its bytes in one pass; poison if it is not one."""
         try:
-            return CloudEvent.from_bytes(record.value)
+            return typed_event_from_bytes(record.value)
+        except (ValueError, ValidationError, TypeError):
+            pass
+        # Rejected: parse again the slow way only to say precisely why (rare: the poison path).
+        try:
+            event = CloudEvent.from_bytes(record.value)
         except (ValueError, ValidationError, TypeError) as exc:
             raise PoisonMessage(f"not a CloudEvent: {exc}") from exc
+        try:
+            event.parsed_data()
+        except (ValueError, ValidationError) as exc:
+            raise PoisonMessage(f"invalid {event.type} data: {exc}") from exc
+        raise PoisonMessage(f"{event.type} rejected by its schema")  # not reached: both paths use the same schemas
 
     async def _dispatch(self, event: CloudEvent, tx: Tx) -> None:
         handler = self.handlers.get(event.type)
-        try:
-            data = event.parsed_data()
-        except (ValueError, ValidationError) as exc:
-            raise PoisonMessage(f"invalid {event.type} data: {exc}") from exc
         if handler is not None:
-            await handler(event, data, tx)
+            await handler(event, event.data, tx)  # type: ignore[arg-type]  # typed by _parse
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, error: BaseException) -> None:
         headers = {
@@ -339,7 +376,7 @@ class ConsumerRunner:
         found: set[str] = set()
         for start in range(0, len(event_ids), ID_CHUNK):
             part = event_ids[start:start + ID_CHUNK]
-            found.update((await conn.scalars(sa.select(processed.c.event_id).where(processed.c.event_id.in_(part)))).all())
+            found.update((await conn.scalars(sa.select(processed.c.event_id).where(in_values(processed.c.event_id, part, conn.dialect.name)))).all())
         return found
 
     async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
@@ -348,11 +385,11 @@ class ConsumerRunner:
         statement = self.tables.processed_events.insert().values(processed_at=datetime.now(timezone.utc))
         await execute_many(conn, statement, [{"event_id": event_id} for event_id in event_ids])
 
-    async def _advisory_commit(self, tp: TopicPartition, next_offset: int) -> None:
+    async def _advisory_commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self.consumer is None:
             return
         try:
-            await self.consumer.commit({tp: next_offset})
+            await self.consumer.commit(offsets)
         except Exception as exc:  # the database holds the truth; a failed advisory commit is harmless
             log.debug("advisory commit failed", error=repr(exc))
 

@@ -17,7 +17,7 @@ from services.scoring.scorer import Scorer
 from shared.auth import issue_jwt
 from shared.settings import Settings
 from tests.support import scoring_events as se
-from tests.support.infra import JWT_SECRET, Backend
+from tests.support.infra import JWT_SECRET, Backend, wait_until
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
@@ -90,6 +90,44 @@ def test_rankings_share_ranks_show_rank_change_and_keep_thin_figures_apart(clien
     hcmc = client.get("/v1/rankings", params={"period": "2026-11", "profile": "hcmc-2024", "parent": "79"}).json()
     assert [i["unit_code"] for i in hcmc["items"]] == []  # 79.P1 has D and E but only one dossier
     assert [i["unit_code"] for i in hcmc["insufficient_data"]][:1] == ["79.P1"]
+
+
+def _without_time(body: dict) -> dict:  # type: ignore[type-arg]
+    return {k: v for k, v in body.items() if k != "generated_at"}
+
+
+def test_rankings_are_rendered_when_figures_change_and_served_as_rendered(client: TestClient, backend: Backend) -> None:
+    import asyncio
+
+    for params in ({"period": "2026-11", "level": "ward"}, {"period": "2026-Q4", "level": "province"}, {"period": "2026-11"}):
+        rendered = wait_until(
+            lambda: (r := client.get("/v1/rankings", params=params)).headers.get("content-encoding") == "gzip" and r,
+            timeout=30, what=f"the rendered ranking {params}",
+        )
+        computed = client.get("/v1/rankings", params=params, headers={"Cache-Control": "no-cache"})
+        assert "content-encoding" not in computed.headers  # computed afresh, as asked
+        assert _without_time(rendered.json()) == _without_time(computed.json())
+        plain = client.get("/v1/rankings", params=params, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.json() == rendered.json()
+
+    async def more_ratings() -> None:  # 79.P4 reaches the minimum count: ranked, level with 79.P1
+        engine = await se.scoring_engine(backend)
+        try:
+            await se.apply(engine, _ratings("79.P4", 3, 3, "2026-11-18 10:00"))
+            await Scorer(engine, ProfileBook.build({"hcmc-2024": {"a_grace_working_days": 5}}, minimum_count=3), "t.").publish_once()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(more_ratings())
+    ward = {"period": "2026-11", "level": "ward"}
+
+    def ranked_with_79p4() -> list | None:  # type: ignore[type-arg]
+        items = client.get("/v1/rankings", params=ward).json()["items"]
+        return items if "79.P4" in [i["unit_code"] for i in items] else None
+
+    items = wait_until(ranked_with_79p4, timeout=30, what="the ranking rendered again after the new figures")
+    assert [(i["rank"], i["unit_code"]) for i in items][:2] == [(1, "79.P1"), (1, "79.P4")]  # both 100 %
+    assert client.get("/v1/rankings", params=ward, headers={"Cache-Control": "no-cache"}).json()["items"] == items
 
 
 def test_rankings_export_as_csv_and_xlsx(client: TestClient) -> None:

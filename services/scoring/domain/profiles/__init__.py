@@ -8,7 +8,7 @@ applies to every version of that profile and is shown at GET /v1/profiles.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import ModuleType
 from typing import Any
 
@@ -47,6 +47,8 @@ class ProfileBook:
     """Every profile with its versions, after the operator's overrides."""
 
     versions: dict[str, tuple[ProfileVersion, ...]]
+    # The version in force per (profile, period): looked up for every figure the score publisher makes.
+    _in_force: dict[tuple[str, str], ProfileVersion | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, overrides: Mapping[str, Mapping[str, Any]] | None = None, minimum_count: int | None = None) -> ProfileBook:
@@ -70,9 +72,12 @@ class ProfileBook:
         return float(MODULES[profile].MAX_SCORE)
 
     def version_for(self, profile: str, period: Period | str) -> ProfileVersion | None:
-        period = parse_period(period) if isinstance(period, str) else period
-        last_day = bounds(period)[1]
-        return next((v for v in self.versions[profile] if v.in_force_on(last_day)), None)
+        key = (profile, str(period))
+        if key not in self._in_force:
+            parsed = parse_period(period) if isinstance(period, str) else period
+            last_day = bounds(parsed)[1]
+            self._in_force[key] = next((v for v in self.versions[profile] if v.in_force_on(last_day)), None)
+        return self._in_force[key]
 
     def score(self, profile: str, period: Period | str, counts: Counts, inputs: Inputs) -> tuple[Figure, ProfileVersion] | None:
         """The figure under the version in force; None when the profile was not in force for the period."""
