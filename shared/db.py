@@ -192,3 +192,25 @@ async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any,
     params = compiled.construct_params()
     result = await conn.exec_driver_sql(str(compiled), tuple(params[name] for name in names))
     return [tuple(row) for row in result.cursor.fetchall()] if result.cursor is not None else []
+
+
+# SQLSTATEs of a database that is away rather than of a bad statement: connection exceptions (class 08),
+# insufficient resources (53, e.g. too many connections), and a server shutting down, crashed or starting up
+# (57P01–57P03). asyncpg reports the last ones as errors SQLAlchemy passes on as a bare DBAPIError.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database (or the way to it) is unavailable for now: retry later, nothing is wrong
+    with the data. A server restarting answers "the database system is starting up" (57P03) for a moment."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return False
