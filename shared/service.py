@@ -31,6 +31,7 @@ from shared.logging import configure_logging, get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.problems import Problem, install_problem_handlers, install_unavailable_handler
 from shared.settings import Settings, get_settings
+from shared.textguard import RefuseNul
 
 log = get_logger(__name__)
 
@@ -215,6 +216,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     app.include_router(_ops_router())
     for router in spec.routers:
         app.include_router(router)
+    app.add_middleware(RefuseNul)  # inside the size cap: it reads bodies the cap has bounded
     app.add_middleware(BodySizeLimit, default=spec.max_body_bytes, large=spec.large_body_paths)
     app.add_middleware(_RequestMetrics, service=spec.name)
     return app
