@@ -214,3 +214,9 @@ def is_unavailable(exc: BaseException) -> bool:
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
         return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     return False
+
+
+# The largest values an INTEGER and a BIGINT column hold. An API parameter compared with such a column is bounded
+# by them: a larger number is a 422 naming the parameter, not the database's "out of range" (a 500).
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
