@@ -37,6 +37,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-faults", action="store_true", help="a control run: the same load, nothing fails (not recorded)")
     parser.add_argument("--keep-running", action="store_true", help="after judging, keep everything up until Ctrl-C (debugging)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite chaos/results and docs/reliability.md")
+    parser.add_argument("--report-only", action="store_true", help="rebuild docs/reliability.md from chaos/results and chaos/notes.md")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "big") % 1_000_000
@@ -100,8 +101,12 @@ def _stop_on_signal(signum: int, _frame: Any) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _stop_on_signal)
+    arguments = parse(sys.argv[1:])
+    if arguments.report_only:
+        say(f"wrote {report.write_markdown().relative_to(ROOT)}")
+        sys.exit(0)
     try:
-        sys.exit(asyncio.run(main(parse(sys.argv[1:]))))
+        sys.exit(asyncio.run(main(arguments)))
     except KeyboardInterrupt:
         say("interrupted; processes stopped")
         sys.exit(130)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "chaos" / "results"
 NOTES = ROOT / "chaos" / "notes.md"
 REPORT = ROOT / "docs" / "reliability.md"
-console = Console(highlight=False, width=160)  # a wide table also when the output is a log file
+console = Console(highlight=False, width=200)  # a wide table also when the output is a log file
 
 
 def machine() -> dict[str, Any]:
@@ -90,10 +90,11 @@ def print_run(run: dict[str, Any]) -> None:
                   f"{run['rate']:g}/s, posted in {run['posting_seconds']:.0f}s, quiet {run['quiet_seconds']:.0f}s later; "
                   f"whole run {run['duration_seconds'] / 60:.1f} min")
     faults = Table(title="Faults injected (times from the first rating)")
-    for header in FAULT_HEADERS:
+    errors = any(f.get("error") for f in run["faults"])
+    for header in FAULT_HEADERS if errors else FAULT_HEADERS[:-1]:
         faults.add_column(header)
     for row in fault_rows(run):
-        faults.add_row(*row)
+        faults.add_row(*(row if errors else row[:-1]))
     console.print(faults)
     table = Table(title="Invariants")
     for header in ("invariant", "result", "numbers"):
@@ -201,6 +202,8 @@ def write_markdown() -> Path:
     lines = [INTRO]
     if run is not None:
         m = run["machine"]
+        errors = any(f.get("error") for f in run["faults"])
+        headers = FAULT_HEADERS if errors else FAULT_HEADERS[:-1]
         lines += [
             "## Latest fault run", "",
             f"Seed **{run['seed']}**, run {run['finished_at']} on {m['cores']} cores, {m['memory_gib']} GiB (shared with other "
@@ -211,7 +214,7 @@ def write_markdown() -> Path:
             "### Faults injected", "",
             "Times are seconds from the first rating; *back after*: the process answers again; *all ready after*: "
             "every service's `/readyz` says its database and Kafka are reachable.", "",
-            *_table(FAULT_HEADERS[:-1], [row[:-1] for row in fault_rows(run)]), "",
+            *_table(headers, [row if errors else row[:-1] for row in fault_rows(run)]), "",
             "### Invariants", "",
             *_table(["invariant", "result", "numbers"], invariant_rows(run)), "",
         ]
