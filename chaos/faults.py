@@ -3,9 +3,12 @@ injector that makes them happen while the kiosks post.
 
 Each service is killed -9 once and started again; the Kafka broker is killed -9 once and started again
 after a few seconds (its logs recover on start); PostgreSQL is stopped in immediate mode once (every
-server process quits at once, no checkpoint, as in a crash) and started again, replaying its WAL. The
-moments are spread over the posting window, one per slot with a random offset, so that every fault
-lands while ratings are arriving and no two overlap; each fault waits for the one before to recover.
+server process quits at once, no checkpoint, as in a crash) and started again, replaying its WAL.
+
+A fault's moment is a count of ratings done, not a second: on a busy machine the kiosks post slower than
+planned, and faults planned in seconds would bunch up at the start. The moments are spread over the run,
+one per equal slot of ratings with a random offset, so that every fault lands while ratings are arriving
+and no two overlap; each fault waits for the one before to recover.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ TARGETS = (*SERVICES, BROKER, DATABASE)
 @dataclass
 class Fault:
     target: str  # a service, "kafka" or "postgresql"
-    planned_at: float  # seconds after the kiosks started
+    at_rating: int  # strikes once this many ratings are done (answered or given up)
     down_seconds: float  # how long it stays down before it is started again
     started_at: float | None = None
     back_at: float | None = None  # the process answers again (a service's /healthz, the broker's metadata, pg_ctl -w)
@@ -39,33 +42,32 @@ class Fault:
         return "kill -9, start"
 
 
-def plan_faults(seed: int, window_start: float, window_end: float) -> list[Fault]:
-    """One fault per target in a random order, one per equal slot of the window, at a random point in the
-    first 60% of its slot (so consecutive faults are at least 40% of a slot apart)."""
+def plan_faults(seed: int, ratings: int, first: float = 0.05, last: float = 0.85) -> list[Fault]:
+    """One fault per target in a random order, between the `first` and `last` share of the ratings: one per
+    equal slot, at a random point in the first 60% of its slot (consecutive faults at least 40% of a slot apart)."""
     rng = random.Random(seed)
     order = list(TARGETS)
     rng.shuffle(order)
-    slot = (window_end - window_start) / len(order)
+    start, slot = first * ratings, (last - first) * ratings / len(order)
     faults = []
     for index, target in enumerate(order):
-        at = window_start + index * slot + rng.uniform(0, 0.6 * slot)
+        at = int(start + index * slot + rng.uniform(0, 0.6 * slot))
         down = rng.uniform(0.5, 3.0) if target in SERVICES else rng.uniform(3.0, 10.0)
-        faults.append(Fault(target, round(at, 1), round(down, 1)))
+        faults.append(Fault(target, at, round(down, 1)))
     return faults
 
 
 async def inject(
-    cluster: Cluster, faults: list[Fault], now: Callable[[], float], acknowledged: Callable[[], int],
+    cluster: Cluster, faults: list[Fault], now: Callable[[], float], done: Callable[[], int], acknowledged: Callable[[], int],
     say: Callable[[str], None],
 ) -> None:
     """Make each fault happen at its moment (or as soon as the previous one has recovered)."""
     for fault in faults:
-        wait = fault.planned_at - now()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        while done() < fault.at_rating:
+            await asyncio.sleep(0.2)
         fault.started_at = round(now(), 1)
         fault.acknowledged_before = acknowledged()
-        say(f"fault at {fault.started_at:.1f}s: {fault.target} — {fault.action} (down {fault.down_seconds:.1f}s)")
+        say(f"fault at {fault.started_at:.1f}s (rating {done():,}): {fault.target} — {fault.action} (down {fault.down_seconds:.1f}s)")
         try:
             await _crash(cluster, fault.target)
             await asyncio.sleep(fault.down_seconds)

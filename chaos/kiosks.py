@@ -206,11 +206,13 @@ def draw_record(seed: int, index: int, run_id: str, now: datetime, behaviour: Be
 
 
 class KioskFleet:
-    """Posts `total` ratings at `rate` per second from the kiosks of every rated unit and the portal."""
+    """Posts `total` ratings at `rate` per second from the kiosks of every rated unit and the portal, at most
+    `concurrency` ratings at a time (as many devices posting at once: a busy intake slows them down instead of
+    burying itself under requests that time out and come back)."""
 
     def __init__(
         self, intake_url: str, kiosk_keys: dict[str, list[str]], portal_key: str, *, seed: int, total: int, rate: float,
-        behaviour: Behaviour | None = None, concurrency: int = 256, clock: Callable[[], float] = time.monotonic,
+        behaviour: Behaviour | None = None, concurrency: int = 48, clock: Callable[[], float] = time.monotonic,
         run_started: float | None = None,
     ) -> None:
         self.intake_url = intake_url

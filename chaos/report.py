@@ -67,7 +67,7 @@ def fault_rows(run: dict[str, Any]) -> list[list[str]]:
         back = fault.get("back_at")
         ready = fault.get("ready_at")
         rows.append([
-            str(number), fault["target"], fault["action"], f"{fault['planned_at']:.1f}s",
+            str(number), fault["target"], fault["action"], f"{fault['at_rating']:,}",
             f"{started:.1f}s" if started is not None else "—", f"{fault['down_seconds']:.1f}s",
             f"{back - started:.1f}s" if back is not None and started is not None else "—",
             f"{ready - started:.1f}s" if ready is not None and started is not None else "—",
@@ -77,7 +77,7 @@ def fault_rows(run: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-FAULT_HEADERS = ["#", "what", "how", "planned at", "struck at", "down for", "back after", "all ready after",
+FAULT_HEADERS = ["#", "what", "how", "planned after rating", "struck at", "down for", "back after", "all ready after",
                  "ratings acknowledged before", "error"]
 
 
@@ -89,7 +89,7 @@ def print_run(run: dict[str, Any]) -> None:
     console.print(f"\n[bold]Chaos run[/bold] seed {run['seed']}: {run['ratings']['planned']:,} ratings at "
                   f"{run['rate']:g}/s, posted in {run['posting_seconds']:.0f}s, quiet {run['quiet_seconds']:.0f}s later; "
                   f"whole run {run['duration_seconds'] / 60:.1f} min")
-    faults = Table(title="Faults injected (times from the first rating)")
+    faults = Table(title="Faults injected (times in seconds from the first rating)")
     errors = any(f.get("error") for f in run["faults"])
     for header in FAULT_HEADERS if errors else FAULT_HEADERS[:-1]:
         faults.add_column(header)
@@ -212,8 +212,9 @@ def write_markdown() -> Path:
             f"{run['quiet_seconds']:.0f} s after the last answer; the whole run took {run['duration_seconds'] / 60:.1f} min "
             + (f"(`make chaos` with schemathesis: {run['make_chaos_minutes']} min)." if run.get("make_chaos_minutes") else ""), "",
             "### Faults injected", "",
-            "Times are seconds from the first rating; *back after*: the process answers again; *all ready after*: "
-            "every service's `/readyz` says its database and Kafka are reachable.", "",
+            "A fault is planned after a seeded number of ratings are done; times are seconds from the first rating; "
+            "*back after*: the process answers again; *all ready after*: every service's `/readyz` says its database and "
+            "Kafka are reachable.", "",
             *_table(headers, [row if errors else row[:-1] for row in fault_rows(run)]), "",
             "### Invariants", "",
             *_table(["invariant", "result", "numbers"], invariant_rows(run)), "",

@@ -75,15 +75,15 @@ async def fault_run(cluster: Cluster, options: RunOptions, say: Say) -> dict[str
     waited, backlog = await cluster.wait_for_quiet(300)
     say(f"registry copied by every service ({waited:.0f}s)")
     planned_seconds = options.ratings / options.rate
-    faults = plan_faults(options.seed, 0.05 * planned_seconds, 0.85 * planned_seconds) if options.faults else []
-    say("faults planned (seconds from the first rating): " + ", ".join(f"{f.target} {f.planned_at:.0f}s" for f in faults))
+    faults = plan_faults(options.seed, options.ratings) if options.faults else []
+    say("faults planned (after so many ratings): " + ", ".join(f"{f.target} {f.at_rating:,}" for f in faults))
     t0 = time.monotonic()
     fleet = KioskFleet(cluster.services["intake"].url, keys, portal, seed=options.seed, total=options.ratings,
                        rate=options.rate, behaviour=options.behaviour, run_started=t0)
     say(f"posting {options.ratings:,} ratings at {options.rate:g}/s (about {planned_seconds / 60:.1f} min); run id {fleet.run_id}")
     watching = asyncio.create_task(_watch(cluster, fleet, faults, say))
     try:
-        await asyncio.gather(fleet.run(), inject(cluster, faults, fleet.now, lambda: fleet.acknowledged, say))
+        await asyncio.gather(fleet.run(), inject(cluster, faults, fleet.now, lambda: fleet.tally.finished, lambda: fleet.acknowledged, say))
     finally:
         watching.cancel()
     posted_at = time.monotonic()

@@ -129,16 +129,16 @@ def test_the_same_seed_draws_the_same_ratings_and_faults() -> None:
     first = [draw_record(42, i, "run", now, Behaviour())[1:] for i in range(50)]
     assert first == [draw_record(42, i, "run", now, Behaviour())[1:] for i in range(50)]
     assert first != [draw_record(43, i, "run", now, Behaviour())[1:] for i in range(50)]
-    assert plan_faults(42, 25, 425) == plan_faults(42, 25, 425)
-    assert plan_faults(42, 25, 425) != plan_faults(43, 25, 425)
+    assert plan_faults(42, 20_000) == plan_faults(42, 20_000)
+    assert plan_faults(42, 20_000) != plan_faults(43, 20_000)
 
 
-def test_every_part_fails_once_inside_the_window_and_apart() -> None:
-    plan = plan_faults(7, 25.0, 425.0)
+def test_every_part_fails_once_while_ratings_arrive_and_apart() -> None:
+    plan = plan_faults(7, 20_000)
     assert sorted(f.target for f in plan) == sorted(TARGETS)
-    moments = [f.planned_at for f in plan]
-    assert moments == sorted(moments) and 25 <= moments[0] and moments[-1] <= 425
-    assert min(b - a for a, b in zip(moments, moments[1:])) >= 0.4 * (400 / len(TARGETS)) - 0.1
+    moments = [f.at_rating for f in plan]
+    assert moments == sorted(moments) and 1_000 <= moments[0] and moments[-1] <= 17_000
+    assert min(b - a for a, b in zip(moments, moments[1:])) >= 0.4 * (16_000 / len(TARGETS)) - 1
 
 
 def test_ratings_belong_to_the_current_quarter_and_never_to_the_future() -> None:
