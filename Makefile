@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit bench install kafka-jars postgres-server web chromium wrk clean
+.PHONY: run test test-unit bench chaos fuzz install kafka-jars postgres-server web chromium wrk clean
 
 run: install kafka-jars web  ## start Kafka, the four services and reference data; Ctrl-C stops all
 	$(PY) -m deploy.dev
@@ -17,6 +17,13 @@ test-unit: install  ## pure domain tests only (seconds)
 
 bench: install kafka-jars wrk  ## benchmarks; results in bench/results and docs/benchmarks.md
 	$(PY) -m bench
+
+# SEED=n replays a run; CHAOS_ARGS passes options, e.g. CHAOS_ARGS="--ratings 2000 --rate 20".
+chaos: install kafka-jars postgres-server web  ## faults while kiosks post, invariants, schemathesis; report in docs/reliability.md
+	$(PY) -m chaos $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+
+fuzz: install kafka-jars postgres-server web  ## schemathesis against the four services only (part of make chaos)
+	$(PY) -m chaos --only fuzz $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 install: $(INSTALLED)
 

@@ -225,3 +225,31 @@ def in_values(column: Any, values: Sequence[Any], dialect_name: str) -> Any:
 
     listed = sa.func.json_each(sa.bindparam(None, orjson.dumps(list(values)).decode(), type_=sa.Text)).table_valued("value")
     return column.in_(sa.select(listed.c.value))
+
+
+# SQLSTATEs of a database that is away rather than of a bad statement: connection exceptions (class 08),
+# insufficient resources (53, e.g. too many connections), and a server shutting down, crashed or starting up
+# (57P01–57P03). asyncpg reports the last ones as errors SQLAlchemy passes on as a bare DBAPIError.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database (or the way to it) is unavailable for now: retry later, nothing is wrong
+    with the data. A server restarting answers "the database system is starting up" (57P03) for a moment."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return False
+
+
+# The largest values an INTEGER and a BIGINT column hold. An API parameter compared with such a column is bounded
+# by them: a larger number is a 422 naming the parameter, not the database's "out of range" (a 500).
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1

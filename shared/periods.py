@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
-PERIOD_PATTERN = re.compile(r"^(?P<year>\d{4})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])|H(?P<half>[12])))?$")
+# Years 2000–2999: no record predates the one-stop-shop era (intake refuses anything before 2000), and every
+# period must have a first and a last day (year 0 has none; 9999-12 ends in year 10000): either was a 500.
+PERIOD_PATTERN = re.compile(r"^(?P<year>2\d{3})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])|H(?P<half>[12])))?$")
 
 
 @dataclass(frozen=True, order=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,16 +75,23 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, titles.get(exc.status_code, "HTTP error"), detail, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", path=request.url.path, error=repr(exc), exc_info=exc)
-        return problem_response(500, "Internal error", "the request could not be completed; it was logged")
+    app.add_exception_handler(Exception, _unexpected)
 
 
-def install_unavailable_handler(app: FastAPI, transient: tuple[type[BaseException], ...]) -> None:
-    """Infrastructure trouble is 503 with Retry-After: the client retries and nothing is lost."""
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return problem_response(500, "Internal error", "the request could not be completed; it was logged")
 
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+
+def install_unavailable_handler(
+    app: FastAPI, transient: tuple[type[BaseException], ...], is_unavailable: Callable[[BaseException], bool] = lambda _: True,
+) -> None:
+    """Infrastructure trouble is 503 with Retry-After: the client retries and nothing is lost. An exception of a
+    `transient` type that `is_unavailable` does not recognise (e.g. a failed statement) stays a 500."""
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            return await _unexpected(request, exc)
         log.warning("dependency unavailable", error=repr(exc)[:300])
         return problem_response(
             503, "Service temporarily unavailable", "the database is not reachable; retry shortly",

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,11 +26,12 @@ from shared.bodysize import BodySizeLimit
 from shared.bus.consumer import BatchHook, ConsumerRunner, Handler
 from shared.bus.outbox import OutboxRelay
 from shared.bus.tables import BusTables
-from shared.db import prepare_database
+from shared.db import is_unavailable, prepare_database
 from shared.logging import configure_logging, get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.problems import Problem, install_problem_handlers, install_unavailable_handler
 from shared.settings import Settings, get_settings
+from shared.textguard import RefuseNul
 
 log = get_logger(__name__)
 
@@ -215,14 +216,21 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             await _shutdown(runtime, tasks)
 
     app = FastAPI(title=spec.title, version="1.0.0", lifespan=lifespan)
-    install_problem_handlers(app)
-    install_unavailable_handler(app, (OperationalError, InterfaceError, ConnectionRefusedError))
+    install_error_handlers(app)
     app.include_router(_ops_router())
     for router in spec.routers:
         app.include_router(router)
+    app.add_middleware(RefuseNul)  # inside the size cap: it reads bodies the cap has bounded
     app.add_middleware(BodySizeLimit, default=spec.max_body_bytes, large=spec.large_body_paths)
     app.add_middleware(_RequestMetrics, service=spec.name)
     return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Problem documents for every error; 503 with Retry-After while the database is away. A database restarting
+    answers "starting up" (a bare DBAPIError) and drops connections (ConnectionResetError): 503 too, not 500."""
+    install_problem_handlers(app)
+    install_unavailable_handler(app, (DBAPIError, ConnectionError), is_unavailable)
 
 
 def _after_commit(runtime: Runtime, topics: list[str]) -> None:

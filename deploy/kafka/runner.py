@@ -313,6 +313,15 @@ class KafkaBroker:
         self._proc = None
         self.pid_path.unlink(missing_ok=True)
 
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL, no controlled shutdown: a crash (the chaos run). The next start recovers the logs."""
+        pid = self._proc.pid if self._proc is not None and self._proc.poll() is None else self.running_pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            self._wait_exit(pid, timeout)
+        self._proc = None
+        self.pid_path.unlink(missing_ok=True)
+
     def running_pid(self) -> int | None:
         """Pid of the broker running on this data dir, started by this object or by another process."""
         if self._proc is not None and self._proc.poll() is None:

@@ -45,8 +45,9 @@ def server_bin_dir() -> Path:
 class ThrowawayPostgres:
     """A PostgreSQL server on 127.0.0.1:`port` with its cluster in `data_dir` (a temporary one by default)."""
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self._owns_dir = data_dir is None
+        self.settings = settings or {}  # server settings over the defaults below, e.g. synchronous_commit
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="hailong-pg-")) / "data"
         self.port = port or free_port()
         self.bin = server_bin_dir()
@@ -62,10 +63,8 @@ class ThrowawayPostgres:
     def start(self) -> ThrowawayPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        options = (
-            f"-p {self.port} -k {self.data_dir} -c listen_addresses={HOST} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
+        settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300", **self.settings}
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses={HOST} " + " ".join(f"-c {k}={v}" for k, v in settings.items())
         self._pg_ctl("start", "-w", "-t", "60", "-o", options, "-l", str(self.data_dir / "server.log"))
         return self
 
@@ -74,6 +73,11 @@ class ThrowawayPostgres:
             self._pg_ctl("stop", "-m", "fast", "-w", check=False)
         if cleanup and self._owns_dir:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Stop every server process at once without a checkpoint, as in a crash; the next start replays the WAL."""
+        if (self.data_dir / "postmaster.pid").exists():
+            self._pg_ctl("stop", "-m", "immediate", "-w", check=False)
 
     def restart(self) -> None:
         self.stop(cleanup=False)

@@ -16,8 +16,10 @@ from services.publisher.domain.delivery import idempotency_key
 from services.publisher.domain.official import has_closed, is_official_period
 from services.publisher.handlers import PublicationPolicy
 from services.publisher.live import wake_live_feed
+from services.publisher.public import PROFILE_NAME
 from services.publisher.snapshots import freeze
 from shared.auth import Principal
+from shared.db import BIGINT_MAX
 from shared.periods import PERIOD_PATTERN
 from shared.problems import Problem
 from shared.service import RuntimeDep, require
@@ -48,7 +50,7 @@ async def list_deliveries(
     status: Annotated[Literal["pending", "retry", "delivered", "dead"] | None, Query()] = None,
     unit_code: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=BIGINT_MAX)] = None,
 ) -> dict[str, Any]:
     table = store.deliveries
     query = sa.select(table).order_by(table.c.id).limit(limit + 1)
@@ -67,7 +69,7 @@ async def list_deliveries(
 
 
 @router.get("/v1/deliveries/{delivery_id}")
-async def get_delivery(runtime: RuntimeDep, _: Operator, delivery_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+async def get_delivery(runtime: RuntimeDep, _: Operator, delivery_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)]) -> dict[str, Any]:
     """One delivery with every attempt made for it (newest first)."""
     attempts = store.delivery_attempts
     async with runtime.engine.connect() as conn:
@@ -88,7 +90,7 @@ async def get_delivery(runtime: RuntimeDep, _: Operator, delivery_id: Annotated[
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202)
-async def retry_delivery(runtime: RuntimeDep, _: Operator, delivery_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+async def retry_delivery(runtime: RuntimeDep, _: Operator, delivery_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)]) -> dict[str, Any]:
     """Send a dead (or backing-off) delivery again now, e.g. after the target fixed what it rejected."""
     table = store.deliveries
     now = datetime.now(timezone.utc)
@@ -110,7 +112,7 @@ class SnapshotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     period: str = Field(pattern=PERIOD_PATTERN.pattern, examples=["2026-Q3"])
-    profile: str = Field(min_length=1, max_length=32)
+    profile: str = Field(pattern=PROFILE_NAME, examples=["hcmc-2024"])
     reason: str = Field(min_length=3, max_length=255, examples=["late corrections of dossiers in September"])
 
 

@@ -26,6 +26,7 @@ from services.publisher.domain.transparency import summarise
 from services.publisher.domain.trend import trend_chart
 from services.publisher.i18n import LANGUAGES, Translator, translator
 from services.publisher.public import ParentQuery, PeriodQuery, ProfileQuery, UNIT_CODE, public_caller
+from shared.db import INTEGER_MAX
 from shared.logging import get_logger
 from shared.periods import parse_period
 from shared.service import Runtime, RuntimeDep
@@ -167,7 +168,7 @@ LevelChoice = Annotated[
     Literal["all", "province", "department", "agency", "ward", "commune", "special_zone", "center"] | None, Query()
 ]
 EditionQuery = Annotated[Literal["live", "official"], Query()]
-VersionQuery = Annotated[int | None, Query(ge=1)]
+VersionQuery = Annotated[int | None, Query(ge=1, le=INTEGER_MAX)]
 ZoomQuery = Annotated[Literal["auto", "country"], Query()]
 
 

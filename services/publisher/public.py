@@ -17,6 +17,7 @@ from services.publisher import queries
 from services.publisher.domain.opendata import LICENCE, data_package, rankings_csv
 from services.publisher.domain.publication import LIVE, OFFICIAL
 from services.publisher.live import live_feed
+from shared.db import INTEGER_MAX
 from shared.periods import PERIOD_PATTERN
 from shared.problems import Problem
 from shared.ratelimit import RateLimiter
@@ -40,7 +41,10 @@ async def public_caller(request: Request, runtime: RuntimeDep) -> None:
 
 router = APIRouter(tags=["public"], dependencies=[Depends(public_caller)])
 PeriodQuery = Annotated[str | None, Query(pattern=PERIOD_PATTERN.pattern, examples=["2026-Q3"])]
-ProfileQuery = Annotated[str | None, Query(min_length=1, max_length=32, examples=["hcmc-2024"])]
+# Profile names are lower-case words and digits joined by hyphens (GET /v1/profiles at scoring); anything else would
+# reach a file name in a header (control characters broke the answer) or the database.
+PROFILE_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
+ProfileQuery = Annotated[str | None, Query(pattern=PROFILE_NAME, examples=["hcmc-2024"])]
 LevelQuery = Annotated[
     Literal["province", "department", "agency", "ward", "commune", "special_zone", "center"] | None, Query()
 ]
@@ -90,7 +94,7 @@ async def public_rankings(
     request: Request, runtime: RuntimeDep, period: PeriodQuery = None, profile: ProfileQuery = None,
     level: LevelQuery = None, parent: ParentQuery = None,
     edition: Annotated[Literal["live", "official"], Query()] = LIVE,
-    version: Annotated[int | None, Query(ge=1, description="official snapshot version (default: the newest)")] = None,
+    version: Annotated[int | None, Query(ge=1, le=INTEGER_MAX, description="official snapshot version (default: the newest)")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the contract's parameter name
 ) -> Response:
     """Units ranked for one period and profile: live figures, or an official snapshot. Units with too few ratings

@@ -15,6 +15,7 @@ from services.scoring.rankings import scope_of
 from services.scoring.domain.profiles import DEFAULT_PROFILE, ProfileBook
 from shared.auth import Principal
 from shared.events import UnitLevel
+from shared.db import BIGINT_MAX
 from shared.periods import PERIOD_PATTERN, Period, parse_period, periods_containing
 from shared.problems import Problem
 from shared.ratelimit import RateLimiter
@@ -101,7 +102,7 @@ async def rankings_stream(
     runtime: RuntimeDep, book: BookDep,
     profile: Annotated[str | None, Query(max_length=32)] = None,
     period: Annotated[str | None, Query(pattern=PERIOD_PATTERN.pattern)] = None,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=BIGINT_MAX)] = None,
 ) -> EventSourceResponse:
     """Server-sent events: one `score.changed` per published change; resume with Last-Event-ID."""
     if profile is not None:

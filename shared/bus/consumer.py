@@ -24,12 +24,11 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
-from shared.db import execute_many, in_values, upsert
+from shared.db import execute_many, in_values, is_unavailable, upsert
 from shared.events import CloudEvent, EventData, typed_event_from_bytes
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
@@ -53,9 +52,7 @@ class PoisonMessage(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble: retry the batch forever rather than dead-letter good events."""
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, asyncio.TimeoutError)):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    return isinstance(exc, (OSError, asyncio.TimeoutError)) or is_unavailable(exc)
 
 
 @dataclass
@@ -89,7 +86,13 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         return None
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self.runner.seek_to_stored(list(assigned))
+        try:
+            await self.runner.seek_to_stored(list(assigned))
+        except Exception as exc:
+            # aiokafka only logs a listener's failure and fetches on from Kafka's committed offsets: the runner
+            # seeks to the stored ones before it applies anything.
+            self.runner.rewind_pending = True
+            log.warning("could not seek to stored offsets on assignment; will before applying", error=repr(exc))
 
 
 class ConsumerRunner:
@@ -128,6 +131,9 @@ class ConsumerRunner:
         self.lag = 0  # records behind the high watermarks of the assigned partitions, after the last fetch
         self._last_prune = datetime.now(timezone.utc)
         self._stopping = False
+        # After a failed batch the fetch position is past records that were never applied: the next fetch must
+        # start from the stored offsets again, or the next good batch would store an offset beyond them.
+        self.rewind_pending = False
 
     async def run(self) -> None:
         failures = 0
@@ -135,7 +141,12 @@ class ConsumerRunner:
             try:
                 await self._ensure_consumer()
                 assert self.consumer is not None
+                if self.rewind_pending:
+                    await self.seek_to_stored(list(self.consumer.assignment()))  # raises while the database is away
+                    self.rewind_pending = False
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+                if self.rewind_pending:
+                    continue  # a rebalance during the fetch could not read the stored offsets: seek first
                 self.kafka_ok = True
                 if batch:
                     await self._process_batch(batch)
@@ -149,8 +160,8 @@ class ConsumerRunner:
                 failures += 1
                 delay = min(10.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
                 log.warning("consumer batch failed; will seek back and retry", error=repr(exc), retry_in=round(delay, 2))
+                self.rewind_pending = True
                 await asyncio.sleep(delay)
-                await self._rewind()
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and stop."""
@@ -207,15 +218,6 @@ class ConsumerRunner:
             else:
                 await self.consumer.seek_to_beginning(tp)
         log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
-
-    async def _rewind(self) -> None:
-        """After a failed batch, go back to what the database says was applied."""
-        if self.consumer is None:
-            return
-        try:
-            await self.seek_to_stored(list(self.consumer.assignment()))
-        except Exception as exc:
-            log.warning("could not rewind to stored offsets", error=repr(exc))
 
     async def _process_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Every partition of one fetch in one transaction: a catching-up consumer's fetch spreads over all its
