@@ -108,7 +108,8 @@ def _drive(operation: Any, mode: GenerationMode, examples: int, run_seed: int, b
             raise Finding(last["problem"]) from exc
         result.by_status[response.status_code] += 1
         problem = None
-        if response.status_code >= 500:
+        # /readyz answers 503 by contract while a dependency is away (a consumer rejoining after a fault): an answer, not an error.
+        if response.status_code >= 500 and not (response.status_code == 503 and operation.path == "/readyz"):
             problem = f"{response.status_code} {response.text[:300]}"
         elif 400 <= response.status_code < 500 and not _content_type(response).startswith("application/problem+json"):
             problem = f"{response.status_code} answered as {_content_type(response) or 'no content type'}: {response.text[:200]}"

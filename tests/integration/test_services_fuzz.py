@@ -35,6 +35,7 @@ def service(request: pytest.FixtureRequest, kafka_broker, postgres_server, tmp_p
                       HAILONG_PUBLIC_RATE_LIMIT=unlimited, HAILONG_MAP_URL=institution_map.url, HAILONG_MAP_TOKEN=MAP_TOKEN,
                       HAILONG_MAP_SIGNING_SECRET=MAP_SECRET)
     process = ServiceProcess(name, env, folder / "logs").start()
+    process.wait_ready()  # its consumer has joined: otherwise /readyz rightly answers 503 "kafka unreachable"
     try:
         yield process
     finally:
