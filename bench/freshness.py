@@ -115,12 +115,21 @@ class Service:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the process so far (all its threads)."""
+        return cpu_seconds_of(self.process.pid)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def cpu_seconds_of(pid: int | str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class ScoreStream:
@@ -330,7 +339,13 @@ async def measure(ctx: BenchContext, database: str) -> list[dict[str, Any]]:
         await asyncio.sleep(1)
 
         print(f"  posting {len(dossiers):,} kiosk ratings at {rate}/s over {len(units)} units ({database})", flush=True)
+        cpu_before = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds_of("self")}
+        posting_started = time.monotonic()
         by_unit, statuses, achieved = await post_steadily(intake.url, kiosk, dossiers, rate)
+        posting_seconds = time.monotonic() - posting_started
+        cpu_after = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds_of("self")}
+        # Share of one core each process took while the ratings were posted: where the two cores went.
+        cpu_share = {name: round((cpu_after[name] - cpu_before[name]) / posting_seconds, 2) for name in cpu_before}
         total = sum(len(t) for t in by_unit.values())
         settle = time.monotonic() + 120
         while time.monotonic() < settle:
@@ -356,8 +371,9 @@ async def measure(ctx: BenchContext, database: str) -> list[dict[str, Any]]:
     score, map_ = percentiles(to_score), percentiles(to_map)
     print(f"  202 → score (SSE): {score}; 202 → map: {map_}; Kafka hop: {ceiling}; achieved {achieved:.0f}/s; {statuses}", flush=True)
     print(f"  peak RSS (MB): {memory}", flush=True)
+    print(f"  CPU while posting (cores): {cpu_share}", flush=True)
     common = {"ratings_answered_202": total, "offered_rate_per_second": rate, "achieved_rate_per_second": round(achieved, 1),
-              "seconds": seconds, "statuses": statuses, "units": UNITS}
+              "seconds": seconds, "statuses": statuses, "units": UNITS, "cpu_cores_while_posting": cpu_share}
     return [
         {"scenario": f"freshness: 202 → unit's score on scoring's SSE stream ({database})", "unit": "ms (p99)",
          "value": score["p99_ms"], "ceiling": "one Kafka hop, producer → consumer, same rate", "ceiling_value": ceiling["p99_ms"],

@@ -234,6 +234,16 @@ def write_markdown() -> Path:
                     [[name, f"{t['requests']:,}", ", ".join(f"{c}: {n:,}" for c, n in t["statuses"].items()),
                       f"{t['results_held']:,}", f"{t['replays']:,}"] for name, t in run["targets"].items()]), "",
         ]
+        storage = run.get("storage_bytes")
+        acknowledged = run["ratings"]["acknowledged"]
+        if storage and acknowledged:
+            lines += [
+                "### Storage after the run", "",
+                "Each service's PostgreSQL schema (tables, indexes, TOAST), per rating answered 202 — with its dossier, the "
+                "run's events, tickets and pushes; sizing in [operations.md](operations.md).", "",
+                *_table(["service", "bytes", "per rating"], [[name, f"{size:,}", f"{size / acknowledged:,.0f}"]
+                                                             for name, size in sorted(storage.items())]), "",
+            ]
         if run.get("unexpected_exits"):
             lines += ["Services that died without being killed: " + "; ".join(run["unexpected_exits"]), ""]
     if fuzz is not None:

@@ -95,6 +95,7 @@ async def fault_run(cluster: Cluster, options: RunOptions, say: Say) -> dict[str
     if not backlog.quiet:
         verdicts.insert(0, invariants.Verdict("the system became quiet", False, backlog.describe()))
     exits = [f"{name} exited with {code}" for name, code in cluster.exited_services().items()]
+    storage = await storage_by_service(cluster)
     return {
         "seed": options.seed, "run_id": fleet.run_id, "rate": options.rate,
         "ratings": {"planned": options.ratings, "acknowledged": fleet.acknowledged},
@@ -109,7 +110,20 @@ async def fault_run(cluster: Cluster, options: RunOptions, say: Say) -> dict[str
         "unexpected_exits": exits + [f for f in getattr(cluster, "restarted_unexpectedly", [])],
         "quiet_after_posting_seconds": round(time.monotonic() - posted_at, 1),
         "run_dir": str(cluster.run_dir),
+        "storage_bytes": storage,
     }
+
+
+async def storage_by_service(cluster: Cluster) -> dict[str, int]:
+    """Each service's PostgreSQL schema on disk (tables, indexes and TOAST) after the run: sizing per rating
+    for docs/operations.md. Outbox rows are pruned after an hour, so they are still counted here."""
+    query = sa.text(
+        "SELECT n.nspname AS schema, sum(pg_total_relation_size(c.oid))::bigint AS bytes FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "AND n.nspname IN ('intake', 'scoring', 'workflow', 'publisher') GROUP BY n.nspname"
+    )
+    async with cluster.engine.connect() as conn:  # type: ignore[union-attr]
+        return {row.schema: int(row.bytes) for row in await conn.execute(query)}
 
 
 def _fate_counts(fates: invariants.Fates) -> dict[str, int]:

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     scoring_minimum_count: int | None = Field(None, ge=0)  # unset: each profile's own default (5)
     # Named parameters per profile, e.g. {"hcmc-2024": {"a_grace_working_days": 5}}; shown at GET /v1/profiles.
     scoring_profile_parameters: dict[str, dict[str, object]] = Field(default_factory=dict)
-    scoring_publish_interval_seconds: float = Field(0.05, ge=0)  # pause between score-publishing passes
+    scoring_publish_interval_seconds: float = Field(0.05, ge=0)  # pause between score-publishing passes, at least
+    # … and at least this many times as long as the last pass took: every figure it publishes is consumed again by
+    # workflow and the publisher, so an unpaced scorer under steady load starves them and intake (bench/notes/freshness.md).
+    scoring_publish_rest_factor: float = Field(3.0, ge=0)
     scoring_public_rate_limit: str = "600/minute"  # per client address, on the public read endpoints
     # Container allocations between two young-generation garbage collections (CPython's default is 700). A
     # consumed batch allocates millions of short-lived objects; at 700 the collector ran so often that it

@@ -70,7 +70,8 @@ async def publish_scores(runtime: Runtime) -> None:
     scorer: Scorer = runtime.extras["scorer"]
     consumer = runtime.consumer
     await scorer.run(
-        min_interval_seconds=runtime.settings.scoring_publish_interval_seconds, on_published=runtime.relay.wake,
+        min_interval_seconds=runtime.settings.scoring_publish_interval_seconds,
+        rest_factor=runtime.settings.scoring_publish_rest_factor, on_published=runtime.relay.wake,
         backlog=lambda: consumer.lag if consumer is not None else 0,
     )
 

@@ -123,7 +123,7 @@ class Scorer:
         self._last_prune = datetime.now(timezone.utc)
 
     async def run(
-        self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, on_published: Callable[[], None] | None = None,
+        self, *, poll_seconds: float = 1.0, min_interval_seconds: float = 0.05, rest_factor: float = 0.0, on_published: Callable[[], None] | None = None,
         backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 20_000, max_deferral_seconds: float = 15.0,
     ) -> None:
         """Score whatever is dirty, whenever woken (or every `poll_seconds`, for changes made by other replicas).
@@ -132,6 +132,11 @@ class Scorer:
         or a replay) scoring waits, for `max_deferral_seconds` at most: every rating changes 20 figures
         (4 periods × 5 profiles) of its unit and as many of each ancestor, so scoring each batch's changes
         would take the CPU the consumer needs and publish figures that are stale at once.
+
+        After each pass it rests `rest_factor` times as long as the pass took (`min_interval_seconds` at least):
+        under steady load every pass finds every busy unit dirty again, and each figure it publishes costs as much
+        again in workflow and the publisher, which consume every one. Resting in proportion bounds that work to a
+        share of the CPU, whatever the load, and lets more ratings collapse into each figure as the load grows.
         """
         failures = 0
         last_pass = time.monotonic()
@@ -141,10 +146,12 @@ class Scorer:
             if backlog() > busy_backlog and time.monotonic() - last_pass < max_deferral_seconds:
                 continue
             last_pass = time.monotonic()
+            published = False
             try:
                 while True:
                     result = await self.publish_once()
                     if result.events:
+                        published = True
                         if on_published is not None:
                             on_published()
                         for listener in self.listeners:
@@ -163,7 +170,8 @@ class Scorer:
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
             # This pause lets the changes of several batches collapse into one event each.
-            await asyncio.sleep(min_interval_seconds)
+            took = time.monotonic() - last_pass
+            await asyncio.sleep(max(min_interval_seconds, rest_factor * took if published else 0.0))
 
     async def publish_once(self) -> PassResult:
         result = PassResult()
