@@ -240,31 +240,57 @@ async def kafka_hop(bootstrap: str, topic: str, rate: int, seconds: float) -> li
 
 
 async def post_steadily(
-    url: str, token: str, dossiers: list[tuple[str, str]], rate: int
+    url: str, token: str, dossiers: list[tuple[str, str]], rate: int, connections: int = 48
 ) -> tuple[dict[str, list[float]], dict[str, int], float]:
-    """Rate each (unit, dossier code) at `rate` per second; the 202 times per unit, the statuses, the achieved rate."""
+    """Rate each (unit, dossier code) at `rate` per second; the 202 times per unit, the statuses, the achieved rate.
+
+    Plain HTTP/1.1 over kept-alive asyncio streams with each request's bytes built beforehand: httpx took ~1 ms of
+    CPU a request, so at 500/s the load generator alone took half of one of the machine's two cores from the
+    services it measures."""
     accepted: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, int] = defaultdict(int)
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, headers={"Authorization": f"Bearer {token}"}) as client:
-        async def one(index: int, unit: str, code: str) -> None:
-            try:
-                answer = await client.post("/v1/ratings", json=_rating(code, index))
-            except httpx.HTTPError as exc:
-                statuses[type(exc).__name__] += 1
-                return
-            statuses[str(answer.status_code)] += 1
-            if answer.status_code == 202 and answer.json()["status"] == "accepted":
-                accepted[unit].append(time.time())
+    host, port = url.removeprefix("http://").split(":")
+    requests = [_request_bytes(host, int(port), token, _rating(code, index)) for index, (_, code) in enumerate(dossiers)]
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
 
-        started = time.monotonic()
-        tasks = []
-        for index, (unit, code) in enumerate(dossiers):
-            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
-            tasks.append(asyncio.create_task(one(index, unit, code)))
-        await asyncio.gather(*tasks)
-        achieved = len(dossiers) / (time.monotonic() - started)
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (index := await queue.get()) is not None:
+                try:
+                    writer.write(requests[index])
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head.split(b" ", 2)[1])
+                    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+                    body = await reader.readexactly(length)
+                except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration) as exc:
+                    statuses[type(exc).__name__] += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    continue
+                statuses[str(status)] += 1
+                if status == 202 and json.loads(body)["status"] == "accepted":
+                    accepted[dossiers[index][0]].append(time.time())
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    started = time.monotonic()
+    for index in range(len(dossiers)):
+        await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+        queue.put_nowait(index)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    achieved = len(dossiers) / (time.monotonic() - started)
     return accepted, dict(statuses), achieved
+
+
+def _request_bytes(host: str, port: int, token: str, body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (f"POST /v1/ratings HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    return head.encode() + payload
 
 
 async def _new_key(database_url: str, role: str, unit: str | None = None) -> str:

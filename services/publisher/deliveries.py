@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import sqlalchemy as sa
@@ -82,6 +82,17 @@ def wake_deliveries(runtime: Runtime, _topics: list[str] | None = None) -> None:
         wakeup.set()
 
 
+class Attempt(NamedTuple):
+    """One push's outcome, recorded with the rest of its round."""
+
+    row: Any
+    outcome: str
+    status_code: int | None
+    error: str | None
+    retry_after: float | None
+    seconds: float
+
+
 async def deliver_results(runtime: Runtime) -> None:
     """Background worker: one delivery loop per configured target."""
     targets = delivery_targets(runtime.settings)
@@ -103,6 +114,9 @@ class TargetWorker:
         self.in_flight = asyncio.Semaphore(target.concurrency)
         self.rate = AsyncLimiter(target.rate_per_second, 1.0)
         self.lease = timedelta(seconds=target.timeout_seconds + 30)
+        # A round claims about a second's worth of pushes: claiming and recording are a write transaction each,
+        # which on SQLite wait for the consumer's batches; rounds of 2 x concurrency held the map to ~15 pushes/s.
+        self.round_size = max(target.concurrency * 2, min(int(target.rate_per_second), 500))
         self.wakeup = asyncio.Event()
         runtime.extras.setdefault(WAKEUPS, {})[target.name] = self.wakeup
         self._gauges_at = 0.0
@@ -115,9 +129,12 @@ class TargetWorker:
                     await self._refresh_gauges()
                     pause = self.breaker.seconds_until_probe(time.monotonic())
                     if pause <= 0:
-                        rows = await self._claim(self.breaker.batch_size(self.target.concurrency * 2))
+                        rows = await self._claim(self.breaker.batch_size(self.round_size))
                         if rows:
-                            await asyncio.gather(*(self._attempt(client, row) for row in rows))
+                            attempted = await asyncio.gather(*(self._attempt(client, row) for row in rows))
+                            # One transaction for the round's outcomes: a transaction per push, on SQLite's one
+                            # writer beside the consumer's batches, held the map to a few dozen pushes a second.
+                            await self._record([a for a in attempted if a is not None])
                             continue
                         pause = await self._seconds_until_next_due()
                 except asyncio.CancelledError:
@@ -139,12 +156,13 @@ class TargetWorker:
             return IDLE_SECONDS
         return min(IDLE_SECONDS, max(0.01, (earliest - datetime.now(timezone.utc)).total_seconds()))
 
-    async def _attempt(self, client: httpx.AsyncClient, row: Any) -> None:
+    async def _attempt(self, client: httpx.AsyncClient, row: Any) -> Attempt | None:
+        """Push one row; its outcome is recorded with the round's (None: the breaker held it back)."""
         async with self.in_flight, self.rate:
             if not self.breaker.acquire(time.monotonic()):
                 async with self.runtime.engine.begin() as conn:
                     await store.release_claim(conn, row.id, self.owner)
-                return
+                return None
             status_code, error, retry_after, seconds = await self._put(client, row)
         outcome = outcome_of(status_code)
         if outcome == DELIVERED or outcome == DEAD:
@@ -154,9 +172,9 @@ class TargetWorker:
         CIRCUIT.labels(self.target.name).state(self.breaker.state)
         DELIVERY_ATTEMPTS.labels(self.target.name, outcome).inc()
         DELIVERY_SECONDS.labels(self.target.name).observe(seconds)
-        await self._record(row, outcome, status_code, error, retry_after, seconds)
         if outcome != DELIVERED:
             self.wakeup.set()  # the breaker may have opened or closed: re-plan at once
+        return Attempt(row, outcome, status_code, error, retry_after, seconds)
 
     async def _put(self, client: httpx.AsyncClient, row: Any) -> tuple[int | None, str | None, float | None, float]:
         headers = {
@@ -176,8 +194,21 @@ class TargetWorker:
         error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:300]}"
         return response.status_code, error, retry_after, seconds
 
-    async def _record(
-        self, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None, seconds: float,
+    async def _record(self, attempted: list[Attempt]) -> None:
+        if not attempted:
+            return
+        async with self.runtime.transaction() as conn:
+            for attempt in attempted:
+                await self._record_one(conn, *attempt)
+        for row, outcome, status_code, *_ in attempted:
+            log.info(
+                "delivery attempt", target=row.target, unit=row.unit_code, period=row.period, profile=row.profile,
+                edition=row.edition, version=row.version, outcome=outcome, status=status_code,
+            )
+
+    async def _record_one(
+        self, conn: Any, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None,
+        seconds: float,
     ) -> None:
         now = datetime.now(timezone.utc)
         attempts = row.attempts + 1
@@ -191,21 +222,16 @@ class TargetWorker:
             changes = {"status": store.RETRY, "attempts": attempts, "last_error": error,
                        "next_attempt_at": now + timedelta(seconds=delay)}
         attempt = {"at": now, "status_code": status_code, "outcome": outcome, "error": error, "duration_ms": seconds * 1000}
-        async with self.runtime.transaction() as conn:
-            applied = await store.record_attempt(conn, row, self.owner, changes, attempt)
-            if outcome == DELIVERED and applied:
-                data = events.PublicationDelivered(
-                    target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
-                    version=row.version, delivered_at=now, edition=row.edition,
-                )
-                await add_to_outbox(
-                    conn, store.bus, self.runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
-                    events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
-                )
-        log.info(
-            "delivery attempt", target=row.target, unit=row.unit_code, period=row.period, profile=row.profile,
-            edition=row.edition, version=row.version, outcome=outcome, status=status_code,
-        )
+        applied = await store.record_attempt(conn, row, self.owner, changes, attempt)
+        if outcome == DELIVERED and applied:
+            data = events.PublicationDelivered(
+                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
+                version=row.version, delivered_at=now, edition=row.edition,
+            )
+            await add_to_outbox(
+                conn, store.bus, self.runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
+                events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
+            )
 
     async def _refresh_gauges(self) -> None:
         if time.monotonic() - self._gauges_at < GAUGE_EVERY_SECONDS:
