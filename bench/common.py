@@ -83,6 +83,9 @@ def write_markdown() -> Path:
         "`python -m bench <suite>`.",
         "",
     ]
+    summary = ROOT / "bench" / "SUMMARY.md"  # the targets at a glance, written by hand from the latest run
+    if summary.exists():
+        lines += [summary.read_text(encoding="utf-8").strip(), ""]
     for path in sorted(RESULTS.glob("*.json")):
         report = json.loads(path.read_text(encoding="utf-8"))
         m = report["machine"]

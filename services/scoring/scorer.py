@@ -112,6 +112,9 @@ async def _period_counts(conn: AsyncConnection, table: sa.Table, key: str, dirty
     return out
 
 
+MAX_REST_SECONDS = 2.0  # the longest rest after a pass, whatever it took
+
+
 class Scorer:
     def __init__(self, engine: AsyncEngine, book: ProfileBook, topic_prefix: str, *, batch_size: int = 250) -> None:
         self.engine = engine
@@ -133,7 +136,8 @@ class Scorer:
         (4 periods × 5 profiles) of its unit and as many of each ancestor, so scoring each batch's changes
         would take the CPU the consumer needs and publish figures that are stale at once.
 
-        After each pass it rests `rest_factor` times as long as the pass took (`min_interval_seconds` at least):
+        After each pass it rests `rest_factor` times as long as the pass took (`min_interval_seconds` at least,
+        `MAX_REST_SECONDS` at most):
         under steady load every pass finds every busy unit dirty again, and each figure it publishes costs as much
         again in workflow and the publisher, which consume every one. Resting in proportion bounds that work to a
         share of the CPU, whatever the load, and lets more ratings collapse into each figure as the load grows.
@@ -147,9 +151,12 @@ class Scorer:
                 continue
             last_pass = time.monotonic()
             published = False
+            took = 0.0
             try:
                 while True:
+                    started = time.monotonic()
                     result = await self.publish_once()
+                    took = time.monotonic() - started
                     if result.events:
                         published = True
                         if on_published is not None:
@@ -170,8 +177,10 @@ class Scorer:
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
             # This pause lets the changes of several batches collapse into one event each.
-            took = time.monotonic() - last_pass
-            await asyncio.sleep(max(min_interval_seconds, rest_factor * took if published else 0.0))
+            # In proportion to the last pass alone, and never long: after draining a backlog (many passes in a
+            # row) the next ratings must not wait for a rest as long as the catch-up.
+            rest = min(MAX_REST_SECONDS, rest_factor * took) if published else 0.0
+            await asyncio.sleep(max(min_interval_seconds, rest))
 
     async def publish_once(self) -> PassResult:
         result = PassResult()

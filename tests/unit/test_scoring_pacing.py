@@ -56,6 +56,11 @@ async def test_a_long_pass_is_followed_by_a_proportional_rest(monkeypatch: pytes
     assert rests[0] == pytest.approx(0.6)  # 3 x 0.2 s: the publisher takes at most a quarter of the time
 
 
+async def test_the_rest_is_bounded_after_a_long_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    rests = await rests_after_passes(monkeypatch, pass_seconds=30.0, events=24_000, rest_factor=3.0)
+    assert rests[0] == pytest.approx(scorer_module.MAX_REST_SECONDS)
+
+
 async def test_a_short_pass_rests_the_minimum_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     rests = await rests_after_passes(monkeypatch, pass_seconds=0.001, events=20, rest_factor=3.0)
     assert rests[0] == pytest.approx(0.05)
