@@ -183,7 +183,7 @@ posts some ratings with the dossier inline.
 ## How to run and replay it
 
 ```sh
-make chaos                       # fresh seed, printed at the start; about 25 minutes on 2 cores
+make chaos                       # fresh seed, printed at the start; 10–15 minutes on 2 cores
 make chaos SEED=1234             # replay: the same ratings, faults, moments and schemathesis cases
 make chaos CHAOS_ARGS="--ratings 2000 --rate 20"   # a smaller run
 make fuzz                        # schemathesis only
@@ -237,13 +237,21 @@ def write_markdown() -> Path:
         storage = run.get("storage_bytes")
         acknowledged = run["ratings"]["acknowledged"]
         if storage and acknowledged:
+            schemas: dict[str, int] = {}
+            for name, size in storage.items():
+                schemas[name.split(".")[0]] = schemas.get(name.split(".")[0], 0) + size
+            largest = sorted(((size, name) for name, size in storage.items() if "." in name), reverse=True)[:8]
             lines += [
                 "### Storage after the run", "",
                 "Each service's PostgreSQL schema (tables, indexes, TOAST), per rating answered 202 — with its dossier, the "
                 "run's events, tickets and pushes; sizing in [operations.md](operations.md).", "",
                 *_table(["service", "bytes", "per rating"], [[name, f"{size:,}", f"{size / acknowledged:,.0f}"]
-                                                             for name, size in sorted(storage.items())]), "",
+                                                             for name, size in sorted(schemas.items())]), "",
             ]
+            if largest:
+                lines += ["The largest tables:", "",
+                          *_table(["table", "bytes", "per rating"], [[name, f"{size:,}", f"{size / acknowledged:,.0f}"]
+                                                                     for size, name in largest]), ""]
         if run.get("unexpected_exits"):
             lines += ["Services that died without being killed: " + "; ".join(run["unexpected_exits"]), ""]
     if fuzz is not None:

@@ -115,15 +115,16 @@ async def fault_run(cluster: Cluster, options: RunOptions, say: Say) -> dict[str
 
 
 async def storage_by_service(cluster: Cluster) -> dict[str, int]:
-    """Each service's PostgreSQL schema on disk (tables, indexes and TOAST) after the run: sizing per rating
-    for docs/operations.md. Outbox rows are pruned after an hour, so they are still counted here."""
+    """Each service's PostgreSQL tables on disk (with their indexes and TOAST) after the run, as `schema.table`:
+    sizing per rating for docs/operations.md. Outbox rows (pruned after an hour) and processed event ids
+    (after a week) are still there."""
     query = sa.text(
-        "SELECT n.nspname AS schema, sum(pg_total_relation_size(c.oid))::bigint AS bytes FROM pg_class c "
+        "SELECT n.nspname || '.' || c.relname AS name, pg_total_relation_size(c.oid)::bigint AS bytes FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
-        "AND n.nspname IN ('intake', 'scoring', 'workflow', 'publisher') GROUP BY n.nspname"
+        "AND n.nspname IN ('intake', 'scoring', 'workflow', 'publisher')"
     )
     async with cluster.engine.connect() as conn:  # type: ignore[union-attr]
-        return {row.schema: int(row.bytes) for row in await conn.execute(query)}
+        return {row.name: int(row.bytes) for row in await conn.execute(query)}
 
 
 def _fate_counts(fates: invariants.Fates) -> dict[str, int]:
