@@ -103,11 +103,15 @@ class RankingCache:
 
     Dashboards poll the same few rankings; between two score changes the answer is the same bytes. Entries
     also expire after `ttl_seconds`, which bounds staleness should two replicas' passes commit out of order.
+    The cache holds at most `size` answers and `max_bytes` of them: a national ranking is megabytes, and 256 of
+    them would be most of the service's memory budget.
     """
 
-    def __init__(self, size: int = 256, ttl_seconds: float = 10.0) -> None:
+    def __init__(self, size: int = 256, ttl_seconds: float = 10.0, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.size = size
         self.ttl_seconds = ttl_seconds
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._entries: OrderedDict[tuple[Any, ...], tuple[int, float, bytes]] = OrderedDict()
 
     async def get(self, conn: AsyncConnection, key: tuple[Any, ...], render: Callable[[], Awaitable[bytes]], *, fresh: bool = False) -> bytes:
@@ -119,8 +123,11 @@ class RankingCache:
             self._entries.move_to_end(key)
             return found[2]
         body = await render()
+        if found is not None:
+            self._bytes -= len(found[2])
         self._entries[key] = (generation, now, body)
+        self._bytes += len(body)
         self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        while self._entries and (len(self._entries) > self.size or self._bytes > self.max_bytes):
+            self._bytes -= len(self._entries.popitem(last=False)[1][2])
         return body
