@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import ROOT, BenchContext
+from bench.common import ROOT, BenchContext, cpu_seconds, peak_rss_mb
 from deploy.kafka.runner import free_port
 from deploy.process import die_with_parent
 from shared.auth import issue_jwt
@@ -110,14 +110,11 @@ class Service:
         raise RuntimeError(f"{self.name} not ready after {timeout}s")
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return peak_rss_mb(self.process.pid)
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of the process so far (all its threads)."""
-        return cpu_seconds_of(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -125,11 +122,6 @@ class Service:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def cpu_seconds_of(pid: int | str) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class ScoreStream:
@@ -365,11 +357,11 @@ async def measure(ctx: BenchContext, database: str) -> list[dict[str, Any]]:
         await asyncio.sleep(1)
 
         print(f"  posting {len(dossiers):,} kiosk ratings at {rate}/s over {len(units)} units ({database})", flush=True)
-        cpu_before = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds_of("self")}
+        cpu_before = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds("self")}
         posting_started = time.monotonic()
         by_unit, statuses, achieved = await post_steadily(intake.url, kiosk, dossiers, rate)
         posting_seconds = time.monotonic() - posting_started
-        cpu_after = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds_of("self")}
+        cpu_after = {name: service.cpu_seconds() for name, service in services.items()} | {"load generator": cpu_seconds("self")}
         # Share of one core each process took while the ratings were posted: where the two cores went.
         cpu_share = {name: round((cpu_after[name] - cpu_before[name]) / posting_seconds, 2) for name in cpu_before}
         total = sum(len(t) for t in by_unit.values())

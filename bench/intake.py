@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import ROOT, BenchContext, ratio_row
+from bench.common import ROOT, BenchContext, cpu_seconds, peak_rss_mb, ratio_row
 from deploy.kafka.runner import free_port
 from deploy.process import die_with_parent
 from shared.auth import issue_jwt
@@ -68,15 +68,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of the process so far (every thread)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def peak_rss_mib(self) -> float:
         """The process's peak resident memory so far (VmHWM), in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc status")
+        return peak_rss_mb(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.common import ROOT, BenchContext, ratio_row
+from bench.common import ROOT, BenchContext, peak_rss_mb, ratio_row
 from shared import topics
 from shared.topics import topic_specs
 
@@ -149,14 +149,6 @@ async def wait_for(predicate, timeout: float, interval: float = 0.2):  # type: i
         await asyncio.sleep(interval)
     raise TimeoutError("benchmark step did not finish in time")
 
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    """The peak resident set size (VmHWM) of a live process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc")
 
 
 async def consume_with_service(ctx: BenchContext, data_dir: Path, count: int) -> tuple[float, float, subprocess.Popen[bytes], int, float]:
