@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -129,3 +132,52 @@ def cpu_seconds(pid: int | str = "self") -> float:
     """User and system CPU time of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class UvicornProcess:
+    """An ASGI app (`module:app`) served by uvicorn on a free port, as the suites measure it from outside."""
+
+    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+        from deploy.kafka.runner import free_port
+        from deploy.process import die_with_parent
+
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
+                 "--no-access-log", "--log-level", "warning"],
+                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            )
+
+    def wait_answering(self, path: str, timeout: float) -> None:
+        """Until GET `path` answers 200 (`/readyz`: its database and Kafka are reachable)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.app} exited: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.app} did not answer {path} within {timeout:.0f}s")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

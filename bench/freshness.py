@@ -19,24 +19,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import ROOT, BenchContext, cpu_seconds, peak_rss_mb
+from bench.common import ROOT, BenchContext, UvicornProcess, cpu_seconds
 from deploy.kafka.runner import free_port
-from deploy.process import die_with_parent
 from shared.auth import issue_jwt
 
 PREFIX = "benchfresh."
@@ -79,49 +74,6 @@ class MapServer:
 
     def close(self) -> None:
         self.server.shutdown()
-
-
-class Service:
-    """One service as a uvicorn process; its peak resident memory is read from /proc before it stops."""
-
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", f"services.{name}.app:app", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--no-access-log", "--log-level", "warning"],
-                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )
-        self.log = log
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s")
-
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb(self.process.pid)
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the process so far (all its threads)."""
-        return cpu_seconds(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 class ScoreStream:
@@ -325,11 +277,11 @@ async def measure(ctx: BenchContext, database: str) -> list[dict[str, Any]]:
     if database_url:
         env["HAILONG_DATABASE_URL"] = database_url
     intake_url = database_url or f"sqlite+aiosqlite:///{(data_dir / 'intake.db').resolve()}"
-    services = {name: Service(name, env, ctx.tmp / f"{name}-{database}.log") for name in SERVICES}
+    services = {name: UvicornProcess(f"services.{name}.app:app", env, ctx.tmp / f"{name}-{database}.log") for name in SERVICES}
     stream: ScoreStream | None = None
     try:
         for service in services.values():
-            service.wait_ready()
+            service.wait_answering("/readyz", 90)
         intake, scoring = services["intake"], services["scoring"]
         admin = {"Authorization": f"Bearer {issue_jwt(JWT_SECRET, 'bench', 'admin')}"}
         units = [f"79.F{n:03d}" for n in range(UNITS)]

@@ -28,9 +28,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import ROOT, BenchContext, cpu_seconds, peak_rss_mb, ratio_row
-from deploy.kafka.runner import free_port
-from deploy.process import die_with_parent
+from bench.common import ROOT, BenchContext, UvicornProcess, ratio_row
 from shared.auth import issue_jwt
 from shared.topics import topic_specs
 
@@ -41,49 +39,8 @@ CONNECTIONS = 64
 THREADS = 2
 
 
-class Server:
-    """A uvicorn process of `app` on a free port."""
-
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--no-access-log", "--log-level", "warning"],
-                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{app} exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{app} did not start")
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the process so far (every thread)."""
-        return cpu_seconds(self.process.pid)
-
-    def peak_rss_mib(self) -> float:
-        """The process's peak resident memory so far (VmHWM), in MiB."""
-        return peak_rss_mb(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @contextmanager
-def profiled(server: Server, name: str) -> Iterator[None]:
+def profiled(server: UvicornProcess, name: str) -> Iterator[None]:
     """With BENCH_PROFILE=<folder>, py-spy samples `server` for the block (raw collapsed stacks per thread,
     <folder>/<name>.txt): the profiles of bench/notes/intake.md were taken this way."""
     folder = os.environ.get("BENCH_PROFILE")
@@ -209,8 +166,10 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
         "HAILONG_INTAKE_RATE_LIMIT_KIOSK": "100000000/minute", "HAILONG_INTAKE_RATE_LIMIT_PORTAL": "100000000/minute",
         "HAILONG_INTAKE_RATE_LIMIT_DEFAULT": "100000000/minute",
     }
-    intake = Server("services.intake.app:app", env, ctx.tmp / f"intake-{database}.log")
-    ceiling = Server("bench._intake_ceiling:app", env, ctx.tmp / f"ceiling-{database}.log")
+    intake = UvicornProcess("services.intake.app:app", env, ctx.tmp / f"intake-{database}.log")
+    ceiling = UvicornProcess("bench._intake_ceiling:app", env, ctx.tmp / f"ceiling-{database}.log")
+    for server in (intake, ceiling):
+        server.wait_answering("/openapi.json", 60)
     rows: list[dict[str, Any]] = []
     try:
         admin = issue_jwt(JWT_SECRET, "bench", "admin")
@@ -269,7 +228,7 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
         print(f"  intake holds {stored}", flush=True)
 
         # 7. Peak memory of intake over scenarios 1 and 2 (and the dossier loading before them).
-        peak, ceiling_peak = intake.peak_rss_mib(), ceiling.peak_rss_mib()
+        peak, ceiling_peak = intake.peak_rss_mb(), ceiling.peak_rss_mb()
         print(f"  peak RSS: intake {peak:.0f} MiB, ceiling {ceiling_peak:.0f} MiB", flush=True)
         rows.append({
             "scenario": f"intake peak RSS during single posts and batches ({database})", "unit": "MiB", "value": round(peak, 1),
