@@ -7,6 +7,7 @@ running one part again keeps the other's figures, and from chaos/notes.md (what 
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import platform
 from datetime import datetime, timezone
@@ -237,21 +238,22 @@ def write_markdown() -> Path:
         storage = run.get("storage_bytes")
         acknowledged = run["ratings"]["acknowledged"]
         if storage and acknowledged:
-            schemas: dict[str, int] = {}
+            def rows(sizes: list[tuple[str, int]]) -> list[list[str]]:
+                return [[name, f"{size:,}", f"{size / acknowledged:,.0f}"] for name, size in sizes]
+
+            # Keys are schema.table (runs before per-table figures keyed the schema alone).
+            schemas: Counter[str] = Counter()
             for name, size in storage.items():
-                schemas[name.split(".")[0]] = schemas.get(name.split(".")[0], 0) + size
-            largest = sorted(((size, name) for name, size in storage.items() if "." in name), reverse=True)[:8]
+                schemas[name.partition(".")[0]] += size
+            tables = Counter({name: size for name, size in storage.items() if "." in name})
             lines += [
                 "### Storage after the run", "",
                 "Each service's PostgreSQL schema (tables, indexes, TOAST), per rating answered 202 — with its dossier, the "
                 "run's events, tickets and pushes; sizing in [operations.md](operations.md).", "",
-                *_table(["service", "bytes", "per rating"], [[name, f"{size:,}", f"{size / acknowledged:,.0f}"]
-                                                             for name, size in sorted(schemas.items())]), "",
+                *_table(["service", "bytes", "per rating"], rows(sorted(schemas.items()))), "",
             ]
-            if largest:
-                lines += ["The largest tables:", "",
-                          *_table(["table", "bytes", "per rating"], [[name, f"{size:,}", f"{size / acknowledged:,.0f}"]
-                                                                     for size, name in largest]), ""]
+            if tables:
+                lines += ["The largest tables:", "", *_table(["table", "bytes", "per rating"], rows(tables.most_common(8))), ""]
         if run.get("unexpected_exits"):
             lines += ["Services that died without being killed: " + "; ".join(run["unexpected_exits"]), ""]
     if fuzz is not None:
