@@ -31,6 +31,7 @@ def intake_process(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> It
                       HAILONG_INTAKE_RATE_LIMIT_DEFAULT="100000/minute", HAILONG_INTAKE_RATE_LIMIT_PUBLIC="100000/minute")
     service = ServiceProcess("intake", env, folder / "logs").start()
     try:
+        service.wait_ready()  # the relay connects after /healthz answers; fuzz the service once it is whole
         for code, unit in UNITS:
             assert service.send("PUT", f"/v1/units/{code}", ADMIN, unit).status_code == 200
         yield service
@@ -53,7 +54,10 @@ def test_no_input_gets_a_server_error(intake_process: ServiceProcess) -> None:
         def answers_without_server_error(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call(base_url=intake_process.url, headers=headers, timeout=30)
             answered[response.status_code] = answered.get(response.status_code, 0) + 1
-            assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}"
+            # /readyz answers 503 by contract while a dependency is away (the relay reconnecting): an answer, not an error.
+            contract_503 = response.status_code == 503 and operation.path == "/readyz"
+            assert response.status_code < 500 or contract_503, \
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}"
             if 400 <= response.status_code < 500:
                 content_type = response.headers.get("content-type", [""])
                 content_type = content_type[0] if isinstance(content_type, list) else content_type
