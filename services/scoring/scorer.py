@@ -43,6 +43,7 @@ FEED_RETENTION = timedelta(hours=1)
 class PassResult:
     unit_rows: int = 0
     officer_rows: int = 0
+    more: bool = False  # dirty rows remained beyond this pass's batch
     events: int = 0
     feed_ids: list[int] = field(default_factory=list)
 
@@ -71,14 +72,15 @@ def _dirty_query(table: sa.Table, key: str, limit: int, dialect: str) -> sa.Sele
     return query
 
 
-async def _dirty_rows(conn: AsyncConnection, table: sa.Table, key: str, limit: int) -> list[Any]:
-    """Dirty month rows of whole subjects (units or officers): a subject's quarter, half and year figures are
-    made from all its dirty months at once, not once per month."""
+async def _dirty_rows(conn: AsyncConnection, table: sa.Table, key: str, limit: int) -> tuple[list[Any], bool]:
+    """Dirty month rows of whole subjects (units or officers), and whether more remain dirty after them: a
+    subject's quarter, half and year figures are made from all its dirty months at once, not once per month."""
     rows = (await conn.execute(_dirty_query(table, key, limit, conn.dialect.name))).all()
-    if len(rows) == limit and getattr(rows[0], key) != getattr(rows[-1], key):
+    more = len(rows) == limit
+    if more and getattr(rows[0], key) != getattr(rows[-1], key):
         last = getattr(rows[-1], key)
         rows = [row for row in rows if getattr(row, key) != last]  # its remaining months come with it next pass
-    return rows
+    return rows, more
 
 
 async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], rows: list[Any]) -> None:
@@ -151,19 +153,17 @@ class Scorer:
                 continue
             last_pass = time.monotonic()
             published = False
-            took = 0.0
+            started = time.monotonic()
             try:
-                while True:
-                    started = time.monotonic()
+                while True:  # one pass: batches until nothing is dirty (a batch's trimmed subject comes next)
                     result = await self.publish_once()
-                    took = time.monotonic() - started
                     if result.events:
                         published = True
                         if on_published is not None:
                             on_published()
                         for listener in self.listeners:
                             listener()
-                    if result.unit_rows < self.batch_size and result.officer_rows < self.batch_size:
+                    if not result.more:
                         break
                     if backlog() > busy_backlog:
                         break  # the rest waits for the next pass
@@ -177,8 +177,9 @@ class Scorer:
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
             # This pause lets the changes of several batches collapse into one event each.
-            # In proportion to the last pass alone, and never long: after draining a backlog (many passes in a
-            # row) the next ratings must not wait for a rest as long as the catch-up.
+            # In proportion to the pass, and never long: after draining a backlog (many batches in a row) the
+            # next ratings must not wait for a rest as long as the catch-up.
+            took = time.monotonic() - started
             rest = min(MAX_REST_SECONDS, rest_factor * took) if published else 0.0
             await asyncio.sleep(max(min_interval_seconds, rest))
 
@@ -190,8 +191,9 @@ class Scorer:
         return result
 
     async def _score_units(self, conn: AsyncConnection, result: PassResult) -> None:
-        rows = await _dirty_rows(conn, store.counters, "unit_code", self.batch_size)
+        rows, more = await _dirty_rows(conn, store.counters, "unit_code", self.batch_size)
         result.unit_rows = len(rows)
+        result.more = result.more or more
         if not rows:
             return
         period_counts = await _period_counts(conn, store.counters, "unit_code", rows)
@@ -262,8 +264,9 @@ class Scorer:
         result.events += len(outgoing)
 
     async def _score_officers(self, conn: AsyncConnection, result: PassResult) -> None:
-        rows = await _dirty_rows(conn, store.officer_counters, "officer_id", self.batch_size)
+        rows, more = await _dirty_rows(conn, store.officer_counters, "officer_id", self.batch_size)
         result.officer_rows = len(rows)
+        result.more = result.more or more
         if not rows:
             return
         oa = store.officer_aggregates

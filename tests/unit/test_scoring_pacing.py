@@ -69,3 +69,41 @@ async def test_a_short_pass_rests_the_minimum_interval(monkeypatch: pytest.Monke
 async def test_a_pass_that_published_nothing_does_not_rest_longer(monkeypatch: pytest.MonkeyPatch) -> None:
     rests = await rests_after_passes(monkeypatch, pass_seconds=0.2, events=0, rest_factor=3.0)
     assert rests[0] == pytest.approx(0.05)
+
+
+async def test_a_backlog_is_drained_in_one_pass_before_resting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that left dirty rows behind is followed by the next batch at once, not by a rest: after a catch-up
+    the score publisher worked a quarter of the time while 950,000 figures waited. The rest that follows the pass
+    is in proportion to the whole pass (three batches of 0.2 s here), within its bound."""
+    clock = Clock()
+    monkeypatch.setattr(scorer_module.time, "monotonic", clock.monotonic)
+    batches_before_rest: list[int] = []
+    rests: list[float] = []
+    batches = 0
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        rests.append(seconds)
+        batches_before_rest.append(batches)
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(scorer_module.asyncio, "sleep", sleep)
+    scorer = Scorer(engine=None, book=ProfileBook.build(), topic_prefix="t.")  # type: ignore[arg-type]
+
+    async def publish_once() -> PassResult:
+        nonlocal batches
+        batches += 1
+        clock.now += 0.2
+        await real_sleep(0)
+        return PassResult(unit_rows=240, events=4_000, more=batches < 3)
+
+    async def prune() -> None:
+        return None
+
+    scorer.publish_once = publish_once  # type: ignore[method-assign]
+    scorer._prune_feed = prune  # type: ignore[method-assign]
+    scorer.wake.set()
+    with pytest.raises(asyncio.CancelledError):
+        await scorer.run(poll_seconds=0, min_interval_seconds=0.05, rest_factor=3.0)
+    assert batches_before_rest == [3]
+    assert rests[0] == pytest.approx(min(scorer_module.MAX_REST_SECONDS, 3 * 0.6))
