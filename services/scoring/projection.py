@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -374,7 +375,8 @@ def _insert(dialect: str) -> Any:
     return insert
 
 
-def _counter_upsert(table: sa.Table, keys: list[str], extra: list[str], dialect: str, *, additive: bool) -> Any:
+@lru_cache(maxsize=16)
+def _counter_upsert(table: sa.Table, keys: tuple[str, ...], extra: tuple[str, ...], dialect: str, *, additive: bool) -> Any:
     """INSERT the row, or ON CONFLICT add it to (or, not additive, put it in place of) the stored one;
     either way revision + 1 and dirty, so the score publisher scores it."""
     statement = _insert(dialect)(table)
@@ -384,7 +386,7 @@ def _counter_upsert(table: sa.Table, keys: list[str], extra: list[str], dialect:
     changes.update({name: statement.excluded[name] for name in extra})
     changes["revision"] = table.c.revision + 1
     changes["dirty"] = sa.true()
-    return statement.on_conflict_do_update(index_elements=keys, set_=changes)
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
 
 
 def _counter_rows(keys: tuple[str, str], totals: dict[tuple[str, str], dict[str, int]], extra: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -402,8 +404,8 @@ def _counter_rows(keys: tuple[str, str], totals: dict[tuple[str, str], dict[str,
 async def _write_counters(conn: AsyncConnection, table: sa.Table, keys: tuple[str, str], rows: list[dict[str, Any]], *, additive: bool) -> None:
     if not rows:
         return
-    extra = [name for name in rows[0] if name not in (*keys, *COUNTERS, "revision", "dirty")]
-    await execute_many(conn, _counter_upsert(table, list(keys), extra, conn.dialect.name, additive=additive), rows)
+    extra = tuple(name for name in rows[0] if name not in (*keys, *COUNTERS, "revision", "dirty"))
+    await execute_many(conn, _counter_upsert(table, tuple(keys), extra, conn.dialect.name, additive=additive), rows)
 
 
 async def add_to_counters(conn: AsyncConnection, deltas: Deltas, touched: Touched) -> None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,7 +32,7 @@ from services.scoring.rankings import mark_stale
 from shared import events, topics
 from shared.aio import wait_event
 from shared.bus.outbox import add_serialised_to_outbox
-from shared.db import execute_many, in_values, upsert_statement
+from shared.db import execute_many, in_values, insert_statement, upsert_statement
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,13 +84,18 @@ async def _dirty_rows(conn: AsyncConnection, table: sa.Table, key: str, limit: i
     return rows, more
 
 
-async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], rows: list[Any]) -> None:
+@lru_cache(maxsize=8)
+def _clear_dirty_statement(table: sa.Table, keys: tuple[str, ...]) -> Any:
     # Only the revision scored: a batch that committed meanwhile leaves its row dirty for the next pass.
-    statement = (
+    return (
         table.update()
         .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys), table.c.revision == sa.bindparam("k_revision"))
         .values(dirty=False)
     )
+
+
+async def _clear_dirty(conn: AsyncConnection, table: sa.Table, keys: list[str], rows: list[Any]) -> None:
+    statement = _clear_dirty_statement(table, tuple(keys))
     await execute_many(conn, statement, [{**{f"k_{k}": getattr(r, k) for k in keys}, "k_revision": r.revision} for r in rows])
 
 
@@ -257,7 +263,7 @@ class Scorer:
         dialect = conn.dialect.name
         if figures:
             await execute_many(conn, upsert_statement(agg, ["profile", "unit_code", "period"], list(figures[0]), dialect), figures)
-            await execute_many(conn, store.score_feed.insert(), feed)
+            await execute_many(conn, insert_statement(store.score_feed), feed)
             await add_serialised_to_outbox(conn, store.bus, outgoing)
             await mark_stale(conn, {(f["profile"], f["period"]) for f in figures}, now)
         await _clear_dirty(conn, store.counters, ["unit_code", "month"], rows)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.bus.outbox import add_many_to_outbox, add_to_outbox
 from shared.bus.tables import BusTables
-from shared.db import execute_many, in_values, is_unavailable, upsert
+from shared.db import execute_many, in_values, insert_statement, is_unavailable, upsert
 from shared.events import CloudEvent, EventData, typed_event_from_bytes
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, DLQ_EVENTS, EVENTS_IN
@@ -384,8 +384,8 @@ class ConsumerRunner:
     async def _mark_processed(self, conn: AsyncConnection, event_ids: list[str]) -> None:
         if not event_ids:
             return
-        statement = self.tables.processed_events.insert().values(processed_at=datetime.now(timezone.utc))
-        await execute_many(conn, statement, [{"event_id": event_id} for event_id in event_ids])
+        now = datetime.now(timezone.utc)
+        await execute_many(conn, insert_statement(self.tables.processed_events), [{"event_id": event_id, "processed_at": now} for event_id in event_ids])
 
     async def _advisory_commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self.consumer is None:

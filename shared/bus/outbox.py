@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.aio import wait_event
 from shared.bus.tables import BusTables
-from shared.db import execute_many
+from shared.db import execute_many, insert_statement
 from shared.events import CloudEvent, new_traceparent
 from shared.logging import get_logger
 from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
@@ -62,7 +62,7 @@ async def add_many_to_outbox(
     now = datetime.now(timezone.utc)
     await execute_many(
         conn,
-        tables.outbox.insert(),
+        insert_statement(tables.outbox),
         [
             {"event_id": event.id, "topic": topic, "key": key, "value": event.to_bytes(),
              "headers": {"traceparent": new_traceparent()}, "created_at": now}
@@ -80,7 +80,7 @@ async def add_serialised_to_outbox(
     now = datetime.now(timezone.utc)
     await execute_many(
         conn,
-        tables.outbox.insert(),
+        insert_statement(tables.outbox),
         [
             {"event_id": event_id, "topic": topic, "key": key, "value": value,
              "headers": {"traceparent": new_traceparent()}, "created_at": now}
