@@ -7,6 +7,7 @@ is the only place real adapters are wired (the composition root).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from shared.settings import Settings, get_settings
 from shared.textguard import RefuseNul
 
 log = get_logger(__name__)
+M_ARENA_MAX = -8  # mallopt's parameter number for the arena limit (glibc malloc.h)
 
 BackgroundWorker = Callable[["Runtime"], Awaitable[None]]
 
@@ -176,12 +178,26 @@ def _ops_router() -> APIRouter:
     return router
 
 
+def limit_malloc_arenas(arenas: int) -> bool:
+    """At most `arenas` glibc malloc arenas in this process (as MALLOC_ARENA_MAX does); False where the C library
+    is not glibc or `arenas` is 0."""
+    if arenas <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))
+
+
 def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, settings.log_level, settings.log_json)
+        limit_malloc_arenas(settings.malloc_arena_max)  # before the database threads start
         if not settings.dev_mode:
             settings.require_secrets(*spec.required_secrets)
         engine = await prepare_database(settings.database_url_for(spec.name), spec.name)

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal
+    # glibc malloc arenas per process (its default: 8 per core). Each SQLite connection runs in a thread of its
+    # own, and each thread's arena kept its freed memory: 2 took ~50 MB off scoring's peak while catching up
+    # (bench/notes/scoring.md). 0 leaves the C library's default.
+    malloc_arena_max: int = Field(2, ge=0)
 
     # --- intake ---
     intake_pending_window_days: float = Field(30.0, gt=0)  # pending_dossier → unmatched after this

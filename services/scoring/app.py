@@ -78,8 +78,9 @@ async def publish_scores(runtime: Runtime) -> None:
 
 async def refresh_rankings(runtime: Runtime) -> None:
     refresher: RankingRefresher = runtime.extras["refresher"]
+    scorer: Scorer = runtime.extras["scorer"]
     consumer = runtime.consumer
-    await refresher.run(backlog=lambda: consumer.lag if consumer is not None else 0)
+    await refresher.run(backlog=lambda: consumer.lag if consumer is not None else 0, scoring_behind=lambda: scorer.draining)
 
 
 def _wake_scorer(runtime: Runtime, _topics: list[str]) -> None:

@@ -70,15 +70,22 @@ async def mark_stale(conn: AsyncConnection, pairs: set[tuple[str, str]], now: da
 
 
 async def render(conn: AsyncConnection, book: ProfileBook, profile: str, period: str) -> dict[str, bytes]:
-    """The JSON answer of every scope of a (profile, period) from one read of its figures."""
+    """The gzip-compressed JSON answer of every scope of a (profile, period) from one read of its figures.
+
+    One scope at a time, compressed as soon as it is rendered: ten thousand units make a 3 MB answer whose
+    dicts take ten times that, and holding every scope's at once set the service's peak memory."""
     rows = await store.figures(conn, profile, period)
     before = await store.ranked_scores_with_level(conn, profile, str(previous(parse_period(period))))
-    answers = {EVERY_UNIT: ranking_body(book, profile, period, rows, before, embed=True)}
+
+    def compressed(body: dict[str, object]) -> bytes:
+        return gzip.compress(orjson.dumps(body), GZIP_LEVEL, mtime=0)
+
+    answers = {EVERY_UNIT: compressed(ranking_body(book, profile, period, rows, before, embed=True))}
     for level in sorted({row[LEVEL] for row in rows if row[LEVEL] is not None}):
-        answers[level_scope(level)] = ranking_body(
+        answers[level_scope(level)] = compressed(ranking_body(
             book, profile, period, [r for r in rows if r[LEVEL] == level], [b for b in before if b[2] == level], embed=True,
-        )
-    return {scope: orjson.dumps(body) for scope, body in answers.items()}
+        ))
+    return answers
 
 
 class RankingRefresher:
@@ -88,16 +95,21 @@ class RankingRefresher:
         self.refresh_seconds = refresh_seconds
         self.wake = asyncio.Event()  # set by the score publisher after a pass that changed figures
 
-    async def run(self, *, poll_seconds: float = 1.0, backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 20_000) -> None:
+    async def run(
+        self, *, poll_seconds: float = 1.0, backlog: Callable[[], int] = lambda: 0, busy_backlog: int = 20_000,
+        scoring_behind: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Render whatever is stale, whenever woken (or every `poll_seconds`: changes by other replicas).
 
-        While the consumer is far behind (catching up or replaying) rankings wait: they would be stale at once."""
+        While the consumer is far behind (catching up or replaying), or the score publisher is draining a backlog of
+        changed counters, rankings wait: they would be stale at once, and rendering ten thousand units beside a
+        pass of thousands of figures is what set the service's peak memory."""
         failures = 0
         while True:
             await wait_event(self.wake, poll_seconds)
             self.wake.clear()
             try:
-                while backlog() <= busy_backlog:
+                while backlog() <= busy_backlog and not scoring_behind():
                     started = time.monotonic()
                     if not await self.refresh_next():
                         break
@@ -135,8 +147,7 @@ class RankingRefresher:
     async def _store(self, profile: str, period: str, revision: int, bodies: dict[str, bytes]) -> None:
         now = datetime.now(timezone.utc)
         rows = [
-            {"profile": profile, "period": period, "scope": scope, "body_gzip": gzip.compress(body, GZIP_LEVEL, mtime=0),
-             "revision": revision, "rendered_at": now}
+            {"profile": profile, "period": period, "scope": scope, "body_gzip": body, "revision": revision, "rendered_at": now}
             for scope, body in sorted(bodies.items())
         ]
         table, sources = store.rankings, store.ranking_sources

@@ -131,6 +131,7 @@ class Scorer:
         self.batch_size = batch_size
         self.wake = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []  # told after each pass that published something
+        self.draining = False  # in a pass of many batches (a backlog of dirty counters): rankings would be stale at once
         self._last_prune = datetime.now(timezone.utc)
 
     async def run(
@@ -163,6 +164,7 @@ class Scorer:
             try:
                 while True:  # one pass: batches until nothing is dirty (a batch's trimmed subject comes next)
                     result = await self.publish_once()
+                    self.draining = result.more
                     if result.events:
                         published = True
                         if on_published is not None:
@@ -178,6 +180,7 @@ class Scorer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database trouble: the dirty marks stay, try again shortly
+                self.draining = False
                 failures += 1
                 delay = min(10.0, 0.25 * 2**failures)
                 log.warning("score publishing failed; will retry", error=repr(exc), retry_in=delay)
