@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # --- intake ---
     intake_pending_window_days: float = Field(30.0, gt=0)  # pending_dossier → unmatched after this
     intake_sweep_seconds: float = Field(60.0, gt=0)  # how often the unmatched sweep runs
+    # Answers kept for Idempotency-Key retries; a kiosk retries within minutes, a portal sync within a day.
+    intake_idempotency_retention_hours: float = Field(72.0, gt=0)
+    intake_prune_seconds: float = Field(3600.0, gt=0)  # how often expired idempotency keys and officer ratings go
     intake_burst_max_ratings: int = Field(5, ge=1)  # more than N ratings from one kiosk …
     intake_burst_window_seconds: float = Field(60.0, gt=0)  # … within M seconds is a burst
     intake_repeat_max_ratings: int = Field(3, ge=1)  # more than N ratings by one respondent for one officer …

@@ -8,7 +8,7 @@ import sys
 
 from fastapi import FastAPI
 
-from services.intake import handlers, store
+from services.intake import handlers, retention, store
 from services.intake.api import router, submissions
 from services.intake.domain.integrity import IntegrityLimits
 from services.intake.keys import DatabaseApiKeyStore
@@ -79,6 +79,22 @@ async def sweep_unmatched(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.intake_sweep_seconds)
 
 
+async def prune_expired(runtime: Runtime) -> None:
+    """Forget idempotent answers past their retention, and officer ratings past the repeat window (retention.py)."""
+    settings = runtime.settings
+    while True:
+        try:
+            removed = await retention.prune_expired(
+                runtime.engine, idempotency_hours=settings.intake_idempotency_retention_hours,
+                repeat_window_days=settings.intake_repeat_window_days,
+            )
+            if any(removed.values()):
+                log.info("expired rows pruned", **removed)
+        except Exception as exc:  # the database may be away; the rows wait for the next round
+            log.warning("pruning expired rows failed", error=repr(exc)[:300])
+        await asyncio.sleep(settings.intake_prune_seconds)
+
+
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     spec = ServiceSpec(
@@ -88,7 +104,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         routers=[submissions, router],
         subscriptions=[topics.VERIFICATIONS],
         handlers=handlers.HANDLERS,
-        workers=[write_ratings, reload_registry, sweep_unmatched],
+        workers=[write_ratings, reload_registry, sweep_unmatched, prune_expired],
         api_key_store=lambda runtime: DatabaseApiKeyStore(runtime.engine, runtime.settings.intake_cache_seconds),
         required_secrets=("jwt_secret", "respondent_hash_key"),
         on_start=[_configure],

@@ -96,6 +96,7 @@ rating_officers = sa.Table(
     sa.Column("respondent_hash", sa.String(64), nullable=False),
     sa.Column("submitted_at", UtcDateTime, nullable=False),
     sa.Index("ix_rating_officers_respondent", "respondent_hash", "officer_id", "submitted_at"),
+    sa.Index("ix_rating_officers_submitted", "submitted_at"),  # pruned after the repeat window (retention.py)
 )
 
 # A meeting point for a rating that waits for its dossier and the dossier arriving at the same moment:
@@ -166,4 +167,5 @@ idempotency_keys = sa.Table(
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("response", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),  # pruned after HAILONG_INTAKE_IDEMPOTENCY_RETENTION_HOURS
 )
