@@ -469,3 +469,23 @@ def test_two_replicas_running_the_duties_at_once_do_each_duty_once(workflow: Wor
     assert kinds == ["breached", "breached", "due_soon", "escalated", "escalated", "opened", "opened"]
     history = workflow.sql(sa.select(store.ticket_history.c.action).where(store.ticket_history.c.action == "breach"))
     assert len(history) == 2
+
+
+def test_figures_delivered_again_or_out_of_order_change_nothing_and_leave_no_processed_rows(workflow: Workflow) -> None:
+    """Scores are kept by version (the newest holds), so workflow remembers no event id for them: a re-sent or
+    older figure is absorbed by the version, and a busy second's thousand figures write no processed_events rows."""
+    newer = ev.unit_score("79.SNV", "2026-11", "satisfied", time=T0, version=5, score=21.0)
+    older = ev.unit_score("79.SNV", "2026-11", "not_satisfied", time=T0, version=4, score=12.0)
+    last = ev.unit_score("79.SNV", "2026-10", "satisfied", time=T0, version=1)  # same key, same partition: applied after them
+    workflow.send(newer, older, newer, last)
+
+    def stored(period: str) -> list[Any]:
+        scores = store.scores
+        return workflow.sql(sa.select(scores.c.version, scores.c.score, scores.c.band).where(
+            scores.c.subject_id == "79.SNV", scores.c.period == period))
+
+    wait_until(lambda: stored("2026-10"), what="the last figure stored")
+    assert stored("2026-11") == [(5, 21.0, "satisfied")]
+    remembered = {row[0] for row in workflow.sql(sa.select(store.bus.processed_events.c.event_id))}
+    assert remembered, "registry events are still remembered by id"
+    assert not {newer.id, older.id, last.id} & remembered
