@@ -504,6 +504,9 @@ async def record_ratings(
     candidates: list[Candidate] = []
     hash_identity = intake.hash_identity
     rating_ids = new_ids(len(items))
+    # Equal criteria and reasons of a write share one object (a few hundred distinct values among a thousand
+    # ratings), so execute_many converts each to JSON once; nothing mutates them after this point.
+    interned: dict[tuple[Any, ...], Any] = {}
     for index, item in enumerate(items):
         if results[index] is not None:
             continue
@@ -529,7 +532,9 @@ async def record_ratings(
         respondent = item.respondent
         respondent_hash = hash_identity(respondent.phone or respondent.id_number) if respondent else None
         criteria = item.criteria.model_dump(exclude_none=True) if item.criteria else None
-        reasons = list(item.reasons)
+        if criteria is not None:
+            criteria = interned.setdefault(("criteria", *criteria.items()), criteria)
+        reasons = interned.setdefault(("reasons", *item.reasons), list(item.reasons))
         row = {
             "rating_id": rating_id, "dossier_code": item.dossier_code, "channel": item.channel, "device_id": item.device_id,
             "submitted_at": item.submitted_at, "overall": item.overall, "attitude": item.attitude, "criteria": criteria,
