@@ -6,8 +6,11 @@ Kafka being down only grows the outbox; a rating accepted by the database is nev
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from collections import Counter
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -125,6 +128,12 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._last_prune = datetime.now(timezone.utc)
+        # Built once (compiled and cached once by SQLAlchemy); a fresh IN list per pass built an object per id.
+        self._mark_sent = (
+            tables.outbox.update()
+            .where(tables.outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(sent_at=sa.bindparam("now"))
+        )
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -170,7 +179,9 @@ class OutboxRelay:
         outbox = self.tables.outbox
         async with self.engine.begin() as conn:
             query = (
-                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
+                # The headers as their JSON text: the rows of a write share one text, parsed once below
+                # (SQLAlchemy's JSON type parsed every row's).
+                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, sa.cast(outbox.c.headers, sa.Text))
                 .where(outbox.c.sent_at.is_(None))
                 .order_by(outbox.c.id)
                 .limit(self.batch_size)
@@ -181,25 +192,49 @@ class OutboxRelay:
             rows = (await conn.execute(query)).all()
             if not rows:
                 return 0
-            assert self.producer is not None
-            futures = [
-                await self.producer.send(
-                    row.topic,
-                    value=row.value,
-                    key=row.key.encode() if row.key else None,
-                    headers=[(k, str(v).encode()) for k, v in (row.headers or {}).items()],
-                )
-                for row in rows
-            ]
+            futures = await self._publish(rows)
             await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
-            await conn.execute(
-                outbox.update()
-                .where(outbox.c.id.in_([row.id for row in rows]))
-                .values(sent_at=datetime.now(timezone.utc))
-            )
-        for row in rows:
-            EVENTS_OUT.labels(self.service, row.topic).inc()
+            await conn.execute(self._mark_sent, {"ids": [row[0] for row in rows], "now": datetime.now(timezone.utc)})
+        for topic, count in Counter(row[1] for row in rows).items():
+            EVENTS_OUT.labels(self.service, topic).inc(count)
         return len(rows)
+
+    async def _publish(self, rows: list[Any]) -> list[asyncio.Future[Any]]:
+        """Hand the rows to the producer as record batches, one per topic and partition, in id order within each;
+        the futures of the batches. The records are what `producer.send` made of each row (same key, value,
+        headers and partition, by the producer's own partitioner), without its per-record future and bookkeeping,
+        which were most of the relay's ~20 µs of CPU per event."""
+        producer = self.producer
+        assert producer is not None
+        partitions: dict[tuple[str, bytes], int] = {}
+        headers_of: dict[Any, list[tuple[str, bytes]]] = {}
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for _id, topic, key, value, headers_text in rows:
+            key_bytes = key.encode() if key else None
+            if key_bytes is None:
+                await producer.partitions_for(topic)
+                partition = producer._partition(topic, None, None, value, None, value)  # a random partition, as send()
+            else:
+                partition = partitions.get((topic, key_bytes))
+                if partition is None:
+                    await producer.partitions_for(topic)  # the topic's metadata, as send() waits for it
+                    partition = partitions[(topic, key_bytes)] = producer._partition(topic, None, key, value, key_bytes, value)
+            headers = headers_of.get(headers_text)
+            if headers is None:
+                parsed = json.loads(headers_text) if isinstance(headers_text, str) else headers_text
+                headers = headers_of[headers_text] = [(k, str(v).encode()) for k, v in (parsed or {}).items()]
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(timestamp=None, key=key_bytes, value=value, headers=headers) is None:  # full: send it
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                if batch.append(timestamp=None, key=key_bytes, value=value, headers=headers) is None:
+                    raise ValueError(f"outbox row {_id} does not fit a record batch")
+        for (topic, partition), batch in open_batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _ensure_producer(self) -> None:
         if self.producer is not None:
