@@ -97,12 +97,30 @@ def _scope_error(principal: Principal, unit_code: str) -> ItemError:
 # Statements of the rating hot path, built once: SQLAlchemy compiles and caches each of them once, and the
 # IN lists are expanding parameters (no per-value expression objects per call).
 _ratings, _slots, _dossiers = store.ratings, store.rating_slots, store.dossiers
-_DOSSIERS_BY_CODE = sa.select(_dossiers.c.dossier_code, _dossiers.c.unit_code, _dossiers.c.officer_ids, _dossiers.c.completed_at).where(
-    _dossiers.c.dossier_code.in_(sa.bindparam("codes", expanding=True))
-)
-_SLOTS_BY_CODE = sa.select(_slots.c.dossier_code, _slots.c.channel, _slots.c.rating_id).where(
-    _slots.c.dossier_code.in_(sa.bindparam("codes", expanding=True))
-)
+
+
+def _by_codes(code_column: Any, *columns: Any) -> tuple[Any, Any]:
+    """SELECT `columns` of the rows whose `code_column` is among the given codes: (with an expanding IN list,
+    parameter `codes`; with the codes as ONE parameter `codes_json`, a JSON array read by SQLite's json_each).
+    On SQLite the second does the same index search, and SQLAlchemy no longer renders an IN list of 500
+    placeholders on every execution (~2 µs a rating of the event loop's time)."""
+    codes = sa.func.json_each(sa.bindparam("codes_json", type_=sa.Text)).table_valued("value")
+    return (
+        sa.select(*columns).where(code_column.in_(sa.bindparam("codes", expanding=True))),
+        sa.select(*columns).where(code_column.in_(sa.select(codes.c.value))),
+    )
+
+
+_DOSSIERS_BY_CODE = _by_codes(_dossiers.c.dossier_code, _dossiers.c.dossier_code, _dossiers.c.unit_code, _dossiers.c.officer_ids, _dossiers.c.completed_at)
+_SLOTS_BY_CODE = _by_codes(_slots.c.dossier_code, _slots.c.dossier_code, _slots.c.channel, _slots.c.rating_id)
+
+
+async def _select_by_codes(conn: AsyncConnection, statements: tuple[Any, Any], codes: list[str]) -> Any:
+    if conn.dialect.name == "sqlite":
+        return await conn.execute(statements[1], {"codes_json": orjson.dumps(codes).decode()})
+    return await conn.execute(statements[0], {"codes": codes})
+
+
 _DEVICE_RATINGS = sa.select(_ratings.c.rating_id, _ratings.c.device_id, _ratings.c.submitted_at).where(
     _ratings.c.device_id.in_(sa.bindparam("devices", expanding=True)), _ratings.c.submitted_at >= sa.bindparam("earliest"),
     _ratings.c.submitted_at <= sa.bindparam("latest"), _ratings.c.supersedes.is_(None),
@@ -395,7 +413,8 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
         rules = {f.rule for f in found}
         candidate.flags = found + [f for f in candidate.carried_flags if f.rule not in rules]
         candidate.status = FLAGGED if candidate.flags else ACCEPTED
-        flagged.update(flag.rule for flag in found)
+        if found:
+            flagged.update(flag.rule for flag in found)
         trace = candidate.traceparent or traceparent
         if trace not in headers:
             headers[trace] = {"traceparent": events.new_traceparent(trace)}
@@ -495,9 +514,9 @@ async def record_ratings(
     dossiers: dict[str, _KnownDossier] = {}
     slots: dict[tuple[str, str], str] = {}
     for chunk in _chunks(codes, 500):
-        for code, unit_code, officer_ids, completed_at in await conn.execute(_DOSSIERS_BY_CODE, {"codes": chunk}):
+        for code, unit_code, officer_ids, completed_at in await _select_by_codes(conn, _DOSSIERS_BY_CODE, chunk):
             dossiers[code] = _KnownDossier(unit_code, officer_ids or [], completed_at)
-        for code, channel, rating_id in await conn.execute(_SLOTS_BY_CODE, {"codes": chunk}):
+        for code, channel, rating_id in await _select_by_codes(conn, _SLOTS_BY_CODE, chunk):
             slots[(code, channel)] = rating_id
     now = _now()
     rows: list[dict[str, Any]] = []
