@@ -111,7 +111,12 @@ def _by_codes(code_column: Any, *columns: Any) -> tuple[Any, Any]:
     )
 
 
-_DOSSIERS_BY_CODE = _by_codes(_dossiers.c.dossier_code, _dossiers.c.dossier_code, _dossiers.c.unit_code, _dossiers.c.officer_ids, _dossiers.c.completed_at)
+# officer_ids as its JSON text where the driver gives text (SQLite): parsed once per distinct list in a write
+# (a unit's dossiers share few officer lists), not by SQLAlchemy's JSON type once per row.
+_DOSSIERS_BY_CODE = _by_codes(
+    _dossiers.c.dossier_code, _dossiers.c.dossier_code, _dossiers.c.unit_code, sa.type_coerce(_dossiers.c.officer_ids, sa.Text),
+    _dossiers.c.completed_at,
+)
 _SLOTS_BY_CODE = _by_codes(_slots.c.dossier_code, _slots.c.dossier_code, _slots.c.channel, _slots.c.rating_id)
 
 
@@ -513,8 +518,14 @@ async def record_ratings(
     codes = list(dict.fromkeys(item.dossier_code for i, item in enumerate(items) if results[i] is None))
     dossiers: dict[str, _KnownDossier] = {}
     slots: dict[tuple[str, str], str] = {}
+    officer_lists: dict[str, list[str]] = {}
     for chunk in _chunks(codes, 500):
         for code, unit_code, officer_ids, completed_at in await _select_by_codes(conn, _DOSSIERS_BY_CODE, chunk):
+            if isinstance(officer_ids, str):  # the JSON text (SQLite); PostgreSQL's driver has parsed it already
+                parsed = officer_lists.get(officer_ids)
+                if parsed is None:
+                    parsed = officer_lists[officer_ids] = orjson.loads(officer_ids)
+                officer_ids = parsed
             dossiers[code] = _KnownDossier(unit_code, officer_ids or [], completed_at)
         for code, channel, rating_id in await _select_by_codes(conn, _SLOTS_BY_CODE, chunk):
             slots[(code, channel)] = rating_id
