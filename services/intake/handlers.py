@@ -30,6 +30,7 @@ from services.intake.schemas import AssessmentIn, CorrectionIn, DossierIn, Offic
 from shared import events, topics
 from shared.auth import Principal, respondent_hash
 from shared.bus.consumer import Tx
+from shared.bus.outbox import bundled_rows
 from shared.db import execute_many, upsert, upsert_statement
 from shared.events import CloudEvent
 from shared.problems import Problem
@@ -403,7 +404,7 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
     at = now.isoformat()
     headers: dict[str | None, dict[str, str]] = {}  # one span per trace and write, not per event
     flagged: Counter[str] = Counter()
-    outbox: list[dict[str, Any]] = []
+    outbox: list[tuple[str, str, bytes, dict[str, str]]] = []
     event_ids = new_ids(len(candidates))
     for candidate in candidates:
         evidence = Evidence(
@@ -424,8 +425,7 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
         if trace not in headers:
             headers[trace] = {"traceparent": events.new_traceparent(trace)}
         event_id, value = candidate.event_bytes(at, next(event_ids))
-        outbox.append({"event_id": event_id, "topic": intake.settings.topic(topics.RATINGS), "key": candidate.unit_code,
-                       "value": value, "headers": headers[trace], "created_at": now})
+        outbox.append((candidate.unit_code, event_id, value, headers[trace]))
     for rule, count in flagged.items():
         metrics.FLAGS.labels(rule).inc(count)
     officers = [
@@ -435,7 +435,8 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
     if officers:
         statement = upsert_statement(store.rating_officers, ["rating_id", "officer_id"], ["rating_id", "officer_id"], conn.dialect.name)
         await execute_many(conn, statement, officers)
-    await execute_many(conn, _INSERT_OUTBOX, outbox)
+    # Bundled: a few outbox rows for the whole write, each event still its own record on the topic.
+    await execute_many(conn, _INSERT_OUTBOX, bundled_rows(intake.settings.topic(topics.RATINGS), outbox, now))
 
 
 async def _device_counts(conn: AsyncConnection, candidates: list[Candidate], window: timedelta) -> dict[str, int]:
