@@ -269,10 +269,10 @@ class OutboxRelay:
         records: list[tuple[str, str | None, bytes, list[tuple[str, bytes]]]] = []
         for _id, topic, key, value, headers_text, event_id in rows:
             if not event_id.startswith(BUNDLE_PREFIX):
-                headers = headers_of.get(headers_text)
-                if headers is None:
-                    parsed = json.loads(headers_text) if isinstance(headers_text, str) else headers_text
-                    headers = headers_of[headers_text] = kafka_headers(parsed)
+                if not isinstance(headers_text, str):  # a driver that parses JSON even when cast to text
+                    headers = kafka_headers(headers_text)
+                elif (headers := headers_of.get(headers_text)) is None:
+                    headers = headers_of[headers_text] = kafka_headers(json.loads(headers_text))
                 records.append((topic, key, value, headers))
                 continue
             bundle = (json.loads(headers_text) if isinstance(headers_text, str) else headers_text)[BUNDLE_HEADER]
