@@ -204,6 +204,7 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
             cpu_us_per_request=round(intake_cpu / max(1, measured["requests"]) * 1e6), ceiling_cpu_us_per_request=round(ceiling_cpu / max(1, top["requests"]) * 1e6),
             load_average=round(os.getloadavg()[0], 1),
         ))
+        print(f"  cpu_us_per_request: intake {rows[-1]['cpu_us_per_request']}, ceiling {rows[-1]['ceiling_cpu_us_per_request']}", flush=True)
 
         # 2. Batches of 1,000 from two clients.
         count = max(10_000, int(60_000 * ctx.scale))
@@ -224,6 +225,7 @@ async def measure(ctx: BenchContext, database: str, database_url: str, prefix: s
             cpu_us_per_rating=round(intake_cpu / count * 1e6), ceiling_cpu_us_per_rating=round(ceiling_cpu / count * 1e6),
             load_average=round(os.getloadavg()[0], 1),
         ))
+        print(f"  cpu_us_per_rating: intake {rows[-1]['cpu_us_per_rating']}, ceiling {rows[-1]['ceiling_cpu_us_per_rating']}", flush=True)
         stored = await counted(database_url)
         print(f"  intake holds {stored}", flush=True)
 

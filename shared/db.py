@@ -188,8 +188,11 @@ async def execute_many(conn: AsyncConnection, statement: Any, rows: Sequence[Map
         take = itemgetter(*names)  # every value from the row: one C call per row
         tuples = [take(row) for row in rows] if len(names) > 1 else [(take(row),) for row in rows]
         if converters:
-            last: dict[int, tuple[Any, Any]] = {}
-            tuples = [_converted(values, converters, last) for values in tuples]
+            # One cache per converted column, by identity: rows of a write often share a value object (its
+            # timestamp, its trace headers, a JSON value the caller interned), converted once. Safe by identity:
+            # every value stays referenced by `rows` for the whole call, so no id is reused meanwhile.
+            seen: list[dict[int, Any]] = [{} for _ in converters]
+            tuples = [_converted(values, converters, seen) for values in tuples]
     else:
         tuples = []
         for row in rows:
@@ -210,19 +213,18 @@ def _compiled(statement: Any, dialect: sa.Dialect, column_keys: tuple[str, ...])
     return statement.compile(dialect=dialect, column_keys=list(column_keys))
 
 
-def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]], last: dict[int, tuple[Any, Any]]) -> tuple[Any, ...]:
+def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]], seen: list[dict[int, Any]]) -> tuple[Any, ...]:
     out = list(values)
-    for i, convert in converters:
+    for (i, convert), cache in zip(converters, seen):
         value = out[i]
-        seen, converted = last.get(i, _NOTHING)
-        if value is not seen:  # rows of one write often share a value (e.g. its timestamp): convert it once
-            converted = convert(value)
-            last[i] = (value, converted)
+        converted = cache.get(id(value), _NOTHING)
+        if converted is _NOTHING:
+            converted = cache[id(value)] = convert(value)
         out[i] = converted
     return tuple(out)
 
 
-_NOTHING = (object(), None)
+_NOTHING = object()
 
 
 async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any, ...]]:

@@ -332,9 +332,10 @@ async def post_dossiers_batch(
 
 @submissions.post("/v1/ratings", status_code=202, response_model=RatingAccepted, tags=["ratings"])
 async def post_rating(
-    rating: RatingIn, runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None,
+    rating: RatingIn, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """A citizen's rating; 202 only after it and its event are committed. `status`: accepted | pending_dossier | flagged."""
+    runtime: Runtime = request.app.state.runtime  # not a dependency: FastAPI's resolution of one costs more (notes)
     _rate_limit(runtime, principal)
     fingerprint = handlers.request_fingerprint(await request.body()) if idempotency_key else ""
     post = Post(principal, rating, idempotency_key, fingerprint, request.headers.get("traceparent"))
@@ -343,8 +344,9 @@ async def post_rating(
 
 
 @submissions.post("/v1/ratings/batch", response_model=BatchOut, tags=["ratings"], openapi_extra=RATING_BATCH_BODY)
-async def post_ratings_batch(runtime: RuntimeDep, principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def post_ratings_batch(principal: Submitter, request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Up to 1,000 ratings `{"items": [...]}`; one result per item (`index`, `status`, `rating_id` or `error`)."""
+    runtime: Runtime = request.app.state.runtime  # not a dependency: FastAPI's resolution of one costs more (notes)
     return await _ratings_batch(runtime, principal, request, await read_rating_batch(request), idempotency_key)
 
 

@@ -6,8 +6,12 @@ Kafka being down only grows the outbox; a rating accepted by the database is nev
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -23,6 +27,49 @@ from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
 log = get_logger(__name__)
 
 SENT_ROW_RETENTION = timedelta(hours=1)
+
+# An outbox row may carry several records of one topic (a bundle): its event_id is "bundle:<count>:<first event
+# id>", its value the records' values one after another, and its headers {BUNDLE_HEADER: {"records": [[key,
+# value length, index into "headers"], ...], "headers": [the records' distinct headers]}}. The relay publishes
+# each record on its own, exactly as if it had had a row of its own: the topic sees the same records, keys,
+# headers and partitions, in the same order. A write of a thousand ratings stores four rows instead of a
+# thousand (each row cost ~4 µs to insert and ~3 µs to read back and mark sent on SQLite).
+BUNDLE_PREFIX = "bundle:"
+BUNDLE_HEADER = "hailong-outbox-bundle"
+BUNDLE_MAX_RECORDS = 256  # ~180 KB of rating events a row
+
+
+def bundled_rows(
+    topic: str, records: Sequence[tuple[str | None, str, bytes, dict[str, str]]], created_at: datetime
+) -> list[dict[str, Any]]:
+    """Outbox rows for (key, event id, value, headers) records of `topic`, in order: BUNDLE_MAX_RECORDS to a row,
+    a record alone in an ordinary row. Records of a write usually share their headers dict (one trace)."""
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(records), BUNDLE_MAX_RECORDS):
+        chunk = records[start:start + BUNDLE_MAX_RECORDS]
+        if len(chunk) == 1:
+            key, event_id, value, headers = chunk[0]
+            rows.append({"event_id": event_id, "topic": topic, "key": key, "value": value, "headers": headers, "created_at": created_at})
+            continue
+        index_of: dict[int, int] = {}  # id of a headers dict → its index (the dicts live as long as `records`)
+        distinct: list[dict[str, str]] = []
+        entries: list[list[Any]] = []
+        for key, _event_id, value, headers in chunk:
+            index = index_of.get(id(headers))
+            if index is None:
+                index = index_of[id(headers)] = len(distinct)
+                distinct.append(headers)
+            entries.append([key, len(value), index])
+        rows.append({
+            "event_id": f"{BUNDLE_PREFIX}{len(chunk)}:{chunk[0][1]}", "topic": topic, "key": None,
+            "value": b"".join(record[2] for record in chunk),
+            "headers": {BUNDLE_HEADER: {"records": entries, "headers": distinct}}, "created_at": created_at,
+        })
+    return rows
+
+
+def _records_in(event_id: str) -> int:
+    return int(event_id.split(":", 2)[1]) if event_id.startswith(BUNDLE_PREFIX) else 1
 
 
 async def add_to_outbox(
@@ -125,6 +172,20 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._last_prune = datetime.now(timezone.utc)
+        # Built once (compiled and cached once by SQLAlchemy); a fresh IN list per pass built an object per id.
+        outbox = tables.outbox
+        self._unsent_rows = (
+            # The headers as their JSON text: the rows of a write share one text, parsed once (SQLAlchemy's JSON
+            # type parsed every row's).
+            sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, sa.cast(outbox.c.headers, sa.Text), outbox.c.event_id)
+            .where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .order_by(outbox.c.id)
+        )
+        self._mark_sent = (
+            tables.outbox.update()
+            .where(tables.outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(sent_at=sa.bindparam("now"))
+        )
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -167,39 +228,88 @@ class OutboxRelay:
                 log.debug("producer stop failed", error=repr(exc))
 
     async def relay_once(self) -> int:
+        """Publish the oldest unsent rows, about `batch_size` records' worth; the number of records published."""
         outbox = self.tables.outbox
         async with self.engine.begin() as conn:
-            query = (
-                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers)
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self.batch_size)
-            )
+            query = sa.select(outbox.c.id, outbox.c.event_id).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(self.batch_size)
             if conn.dialect.name == "postgresql":
                 # Several replicas may relay the same outbox; each row goes to one of them.
                 query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
-            if not rows:
+            pending = (await conn.execute(query)).all()
+            if not pending:
                 return 0
-            assert self.producer is not None
-            futures = [
-                await self.producer.send(
-                    row.topic,
-                    value=row.value,
-                    key=row.key.encode() if row.key else None,
-                    headers=[(k, str(v).encode()) for k, v in (row.headers or {}).items()],
-                )
-                for row in rows
-            ]
+            # Rows up to batch_size records (at least one row): a backlog of bundles is not read whole.
+            taken: list[int] = []
+            count = 0
+            for row_id, event_id in pending:
+                if count >= self.batch_size:
+                    break
+                taken.append(row_id)
+                count += _records_in(event_id)
+            rows = (await conn.execute(self._unsent_rows, {"ids": taken})).all()
+            futures, published = await self._publish(rows)
             await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
-            await conn.execute(
-                outbox.update()
-                .where(outbox.c.id.in_([row.id for row in rows]))
-                .values(sent_at=datetime.now(timezone.utc))
-            )
-        for row in rows:
-            EVENTS_OUT.labels(self.service, row.topic).inc()
-        return len(rows)
+            await conn.execute(self._mark_sent, {"ids": taken, "now": datetime.now(timezone.utc)})
+        for topic, records in published.items():
+            EVENTS_OUT.labels(self.service, topic).inc(records)
+        return sum(published.values())
+
+    async def _publish(self, rows: list[Any]) -> tuple[list[asyncio.Future[Any]], Counter[str]]:
+        """Hand the rows' records to the producer as record batches, one per topic and partition, in id order
+        within each; the futures of the batches and the records per topic. The records are what `producer.send`
+        made of each (same key, value, headers and partition, by the producer's own partitioner), without its
+        per-record future and bookkeeping, which were most of the relay's ~20 µs of CPU per event."""
+        producer = self.producer
+        assert producer is not None
+        headers_of: dict[str, list[tuple[str, bytes]]] = {}
+
+        def kafka_headers(headers: dict[str, Any] | None) -> list[tuple[str, bytes]]:
+            return [(k, str(v).encode()) for k, v in (headers or {}).items()]
+
+        records: list[tuple[str, str | None, bytes, list[tuple[str, bytes]]]] = []
+        for _id, topic, key, value, headers_text, event_id in rows:
+            if not event_id.startswith(BUNDLE_PREFIX):
+                if not isinstance(headers_text, str):  # a driver that parses JSON even when cast to text
+                    headers = kafka_headers(headers_text)
+                elif (headers := headers_of.get(headers_text)) is None:
+                    headers = headers_of[headers_text] = kafka_headers(json.loads(headers_text))
+                records.append((topic, key, value, headers))
+                continue
+            bundle = (json.loads(headers_text) if isinstance(headers_text, str) else headers_text)[BUNDLE_HEADER]
+            distinct = [kafka_headers(h) for h in bundle["headers"]]
+            offset = 0
+            for record_key, size, index in bundle["records"]:
+                records.append((topic, record_key, value[offset:offset + size], distinct[index]))
+                offset += size
+            if offset != len(value):
+                raise ValueError(f"outbox row {_id}: its bundle's lengths do not add up to its value")
+
+        partitions: dict[tuple[str, bytes], int] = {}
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        published: Counter[str] = Counter()
+        for topic, key, value, headers in records:
+            published[topic] += 1
+            key_bytes = key.encode() if key else None
+            if key_bytes is None:
+                await producer.partitions_for(topic)
+                partition = producer._partition(topic, None, None, value, None, value)  # a random partition, as send()
+            else:
+                partition = partitions.get((topic, key_bytes))
+                if partition is None:
+                    await producer.partitions_for(topic)  # the topic's metadata, as send() waits for it
+                    partition = partitions[(topic, key_bytes)] = producer._partition(topic, None, key, value, key_bytes, value)
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(timestamp=None, key=key_bytes, value=value, headers=headers) is None:  # full: send it
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                if batch.append(timestamp=None, key=key_bytes, value=value, headers=headers) is None:
+                    raise ValueError(f"a record of topic {topic} does not fit a record batch")
+        for (topic, partition), batch in open_batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures, published
 
     async def _ensure_producer(self) -> None:
         if self.producer is not None:
