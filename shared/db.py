@@ -70,9 +70,6 @@ def create_engine_for(url: str, schema: str) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages (default 2 MiB): big tables stay in memory
-            # Checkpoint every ~40 MB of WAL instead of 4 MB: a page rewritten by many batches (a busy unit's
-            # counters) is copied back once. Scoring catching up on 1 M ratings: 56 instead of 60 µs CPU per event.
-            cursor.execute("PRAGMA wal_autocheckpoint=10000")
             cursor.close()
 
         return engine
