@@ -7,14 +7,14 @@ changes feed with its gap-free sequence, immutable official snapshots, and the d
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.publisher.domain.publication import INSUFFICIENT, PublicResult, UnitInfo
 from shared.bus.tables import define_bus_tables
-from shared.db import UtcDateTime, upsert, upsert_statement
+from shared.db import UtcDateTime, execute_many, fetch_tuples, in_values, upsert, upsert_statement
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -177,20 +177,33 @@ async def units_by_code(conn: AsyncConnection, codes: list[str]) -> dict[str, Un
     return {row.code: unit_info(row) for row in rows}
 
 
+_LATEST_KEYS = ("profile", "unit_code", "period")
+_LATEST_COLUMNS = ("profile", "unit_code", "period", "version", "score", "payload", "band", "ratings", "provisional")
+KEY_CHUNK = 2000  # keys per lookup: each column's values travel as ONE bound parameter (shared.db.in_values)
+
+
 async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep the newest version per unit, period and profile; returns the scores that were newer than the stored.
 
-    One read and one upsert for a whole batch: a batch of score events is mostly distinct figures."""
+    One read and one upsert for a whole batch: a batch of score events is mostly distinct figures. The read
+    takes the batch's profiles, periods and units as one parameter each (a tuple IN list was rendered and
+    compiled afresh for every batch, three parameters a key); the few extra rows it may return are ignored."""
     if not scores:
         return []
-    key_columns = (latest_scores.c.profile, latest_scores.c.unit_code, latest_scores.c.period)
+    dialect = conn.dialect.name
     keys = [(s["profile"], s["unit_code"], s["period"]) for s in scores]
+    wanted = set(keys)
     known: dict[tuple[str, str, str], int] = {}
-    for start in range(0, len(keys), 500):  # bounded IN lists
-        rows = await conn.execute(
-            sa.select(*key_columns, latest_scores.c.version).where(sa.tuple_(*key_columns).in_(keys[start:start + 500]))
+    for start in range(0, len(keys), KEY_CHUNK):
+        part = keys[start:start + KEY_CHUNK]
+        query = sa.select(latest_scores.c.profile, latest_scores.c.unit_code, latest_scores.c.period, latest_scores.c.version).where(
+            in_values(latest_scores.c.unit_code, sorted({k[1] for k in part}), dialect),
+            in_values(latest_scores.c.profile, sorted({k[0] for k in part}), dialect),
+            in_values(latest_scores.c.period, sorted({k[2] for k in part}), dialect),
         )
-        known.update({(r.profile, r.unit_code, r.period): r.version for r in rows})
+        for profile, unit_code, period, version in await fetch_tuples(conn, query):
+            if (profile, unit_code, period) in wanted:
+                known[(profile, unit_code, period)] = version
     # Versions only go up: an older one arriving late changes nothing.
     newer = [s for s, key in zip(scores, keys) if known.get(key, 0) < s["version"]]
     if newer:
@@ -200,9 +213,27 @@ async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]
              "provisional": bool(s.get("provisional", False))}
             for s in newer
         ]
-        statement = upsert_statement(latest_scores, ["profile", "unit_code", "period"], list(rows[0]), conn.dialect.name)
-        await conn.execute(statement, rows)
+        await execute_many(conn, upsert_statement(latest_scores, list(_LATEST_KEYS), list(_LATEST_COLUMNS), dialect), rows)
     return newer
+
+
+def _rankable_scores_query(with_level: bool) -> Any:
+    query = (
+        sa.select(latest_scores.c.score)
+        .select_from(latest_scores.outerjoin(units, units.c.code == latest_scores.c.unit_code))
+        .where(
+            latest_scores.c.profile == sa.bindparam("profile"), latest_scores.c.period == sa.bindparam("period"),
+            latest_scores.c.score > sa.bindparam("above"), latest_scores.c.band != INSUFFICIENT,
+            latest_scores.c.ratings >= sa.bindparam("min_ratings"), sa.not_(latest_scores.c.provisional),
+        )
+        .order_by(latest_scores.c.score)
+    )
+    return query.where(units.c.level == sa.bindparam("level")) if with_level else query.where(units.c.level.is_(None))
+
+
+# Built once: each batch runs one per (profile, period, level) it touched, and building and compiling a fresh
+# statement cost more than the lookup.
+_RANKABLE_SCORES = {True: _rankable_scores_query(True), False: _rankable_scores_query(False)}
 
 
 async def rankable_scores(
@@ -211,18 +242,10 @@ async def rankable_scores(
     """The scores above `above` of the rankable units of one level, period and profile, ascending.
 
     A unit's rank is one more than the number of these strictly higher than its own score."""
-    query = (
-        sa.select(latest_scores.c.score)
-        .select_from(latest_scores.outerjoin(units, units.c.code == latest_scores.c.unit_code))
-        .where(
-            latest_scores.c.profile == profile, latest_scores.c.period == period,
-            latest_scores.c.score > above, latest_scores.c.band != INSUFFICIENT,
-            latest_scores.c.ratings >= min_ratings, sa.not_(latest_scores.c.provisional),
-        )
-        .order_by(latest_scores.c.score)
-    )
-    query = query.where(units.c.level == level) if level else query.where(units.c.level.is_(None))
-    return list((await conn.execute(query)).scalars())
+    params: dict[str, Any] = {"profile": profile, "period": period, "above": above, "min_ratings": min_ratings}
+    if level:
+        params["level"] = level
+    return list((await conn.execute(_RANKABLE_SCORES[bool(level)], params)).scalars())
 
 
 async def save_ticket(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -261,32 +284,88 @@ async def append_changes(conn: AsyncConnection, entries: list[dict[str, Any]]) -
     return [row["seq"] for row in rows]
 
 
+class Push(NamedTuple):
+    """One version of one result, queued for a target."""
+
+    unit_code: str
+    period: str
+    profile: str
+    version: int
+    body: bytes
+
+
+# A newer version replaces the row's (collapse). A row backing off keeps its schedule and attempt count (a newer
+# version must not make a failing target be hammered sooner than its backoff or its Retry-After allows); any
+# other row — pending, delivered, dead — is due now with a fresh count. Decided in the UPDATE itself, so a
+# delivery worker's outcome recorded meanwhile is never overwritten with what this transaction had read.
+_NOW = sa.bindparam("b_now", type_=UtcDateTime())
+_REQUEUE = (
+    deliveries.update()
+    .where(deliveries.c.id == sa.bindparam("b_id", type_=sa.BigInteger()),
+           deliveries.c.version < sa.bindparam("b_version", type_=sa.Integer()))
+    .values(
+        version=sa.bindparam("b_version", type_=sa.Integer()), body=sa.bindparam("b_body", type_=sa.LargeBinary()),
+        last_error=None,
+        updated_at=_NOW,
+        status=sa.case((deliveries.c.status == RETRY, RETRY), else_=PENDING),
+        attempts=sa.case((deliveries.c.status == RETRY, deliveries.c.attempts), else_=0),
+        next_attempt_at=sa.case((deliveries.c.status == RETRY, deliveries.c.next_attempt_at), else_=_NOW),
+    )
+)
+
+
+async def queue_deliveries(conn: AsyncConnection, target: str, edition: str, pushes: list[Push]) -> int:
+    """Queue each push's version for `target`, replacing an older one (collapse); a delivered or dead row is
+    reopened, a row backing off keeps its backoff. One lookup, one insert and one update for the whole list.
+
+    Returns how many rows were inserted or changed (an older or equal version changes nothing)."""
+    if not pushes:
+        return 0
+    newest: dict[tuple[str, str, str], Push] = {}
+    for push in pushes:
+        key = (push.unit_code, push.period, push.profile)
+        if key not in newest or newest[key].version < push.version:
+            newest[key] = push
+    dialect = conn.dialect.name
+    current: dict[tuple[str, str, str], tuple[int, int]] = {}
+    keys = list(newest)
+    for start in range(0, len(keys), KEY_CHUNK):
+        part = keys[start:start + KEY_CHUNK]
+        query = sa.select(deliveries.c.unit_code, deliveries.c.period, deliveries.c.profile, deliveries.c.id,
+                          deliveries.c.version).where(
+            deliveries.c.target == target, deliveries.c.edition == edition,
+            in_values(deliveries.c.unit_code, sorted({k[0] for k in part}), dialect),
+            in_values(deliveries.c.period, sorted({k[1] for k in part}), dialect),
+            in_values(deliveries.c.profile, sorted({k[2] for k in part}), dialect),
+        )
+        for unit_code, period, profile, row_id, version in await fetch_tuples(conn, query):
+            if (unit_code, period, profile) in newest:
+                current[(unit_code, period, profile)] = (row_id, version)
+    now = datetime.now(timezone.utc)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key, push in newest.items():
+        found = current.get(key)
+        if found is None:
+            inserts.append({
+                "target": target, "unit_code": push.unit_code, "period": push.period, "profile": push.profile,
+                "edition": edition, "version": push.version, "body": push.body, "status": PENDING, "attempts": 0,
+                "next_attempt_at": now, "last_error": None, "updated_at": now,
+            })
+        elif found[1] < push.version:
+            updates.append({"b_id": found[0], "b_version": push.version, "b_body": push.body, "b_now": now})
+    if inserts:
+        await execute_many(conn, deliveries.insert(), inserts)
+    if updates:
+        await conn.execute(_REQUEUE, updates)
+    return len(inserts) + len(updates)
+
+
 async def queue_delivery(
     conn: AsyncConnection, target: str, edition: str, unit_code: str, period: str, profile: str, version: int, body: bytes
 ) -> None:
-    """Queue `version` for `target`, replacing an older pending one (collapse); a delivered or dead row is reopened.
-
-    A row already backing off keeps its schedule and attempt count: a newer version must not make a failing
-    target be hammered sooner than its backoff (or its Retry-After) allows.
-    """
-    key = (deliveries.c.target == target, deliveries.c.unit_code == unit_code, deliveries.c.period == period,
-           deliveries.c.profile == profile, deliveries.c.edition == edition)
-    current = (await conn.execute(sa.select(deliveries.c.id, deliveries.c.version, deliveries.c.status).where(*key))).first()
-    now = datetime.now(timezone.utc)
-    fresh = {"version": version, "body": body, "last_error": None, "updated_at": now}
-    if current is None:
-        await conn.execute(
-            deliveries.insert().values(
-                target=target, unit_code=unit_code, period=period, profile=profile, edition=edition,
-                status=PENDING, attempts=0, next_attempt_at=now, **fresh,
-            )
-        )
-    elif current.version < version:
-        if current.status == RETRY:
-            fresh.update(status=RETRY)
-        else:
-            fresh.update(status=PENDING, attempts=0, next_attempt_at=now)
-        await conn.execute(deliveries.update().where(deliveries.c.id == current.id).values(**fresh))
+    """Queue one version for `target` (see `queue_deliveries`)."""
+    await queue_deliveries(conn, target, edition, [Push(unit_code, period, profile, version, body)])
 
 
 async def claim_due(
