@@ -125,20 +125,18 @@ def build_handlers() -> dict[str, Handler]:
 
 
 async def _ranked(tx: Tx, results: list[PublicResult], min_ratings: int) -> list[PublicResult]:
-    """Each rankable result with its rank among its peers: one query per (profile, period, level) in the batch."""
-    groups: dict[tuple[str, str, str | None], list[float]] = {}
-    for result in results:
-        if result.rankable and result.score is not None:
-            groups.setdefault((result.profile, result.period, result.level), []).append(result.score)
-    higher: dict[tuple[str, str, str | None], list[float]] = {
-        group: await store.rankable_scores(tx.conn, *group, min_ratings, above=min(scores))
-        for group, scores in groups.items()
-    }
+    """Each rankable result with its rank among its peers (same profile, period and level): one query a batch."""
+    rankable = [result for result in results if result.rankable and result.score is not None]
+    if not rankable:
+        return results
+    groups = sorted({(result.profile, result.period) for result in rankable})
+    floor = min(result.score for result in rankable if result.score is not None)
+    peers = await store.rankable_peer_scores(tx.conn, groups, min_ratings, above=floor)
     ranked = []
     for result in results:
-        peers = higher.get((result.profile, result.period, result.level))
-        if result.rankable and result.score is not None and peers is not None:
-            better = len(peers) - bisect.bisect_right(peers, result.score)
+        if result.rankable and result.score is not None:
+            higher = peers.get((result.profile, result.period, result.level), [])
+            better = len(higher) - bisect.bisect_right(higher, result.score)
             result = replace(result, rank=peer_rank(result, better))
         ranked.append(result)
     return ranked

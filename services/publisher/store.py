@@ -7,14 +7,16 @@ changes feed with its gap-free sequence, immutable official snapshots, and the d
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.publisher.domain.publication import INSUFFICIENT, PublicResult, UnitInfo
 from shared.bus.tables import define_bus_tables
-from shared.db import UtcDateTime, execute_many, fetch_tuples, in_values, upsert, upsert_statement
+from shared.db import UtcDateTime, execute_many, upsert, upsert_statement
 
 metadata = sa.MetaData()
 bus = define_bus_tables(metadata)
@@ -162,6 +164,105 @@ DELIVERY_STATUSES = (PENDING, RETRY, DELIVERED, DEAD)
 CHANGES_SEQUENCE = "changes"
 
 
+# --- Statements of the consumer's hot path: built and compiled once per dialect, run with plain tuples ---
+# A batch's lookups name its profiles, periods and units. As IN lists (or tuple IN lists) SQLAlchemy renders
+# and compiles them afresh for every batch, one parameter per value; here each list is ONE parameter (a JSON
+# array read by json_each on SQLite, an array with = ANY on PostgreSQL) and the statement is compiled once.
+
+
+def _in_list(column: Any, name: str, dialect_name: str) -> Any:
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    listed = sa.func.json_each(sa.bindparam(name, type_=sa.Text)).table_valued("value")
+    return column.in_(sa.select(listed.c.value))
+
+
+def _list_value(values: Any, dialect_name: str) -> Any:
+    values = sorted(set(values))
+    return values if dialect_name == "postgresql" else orjson.dumps(values).decode()
+
+
+def _latest_versions(dialect_name: str) -> Any:
+    s = latest_scores.c
+    return sa.select(s.profile, s.unit_code, s.period, s.version).where(
+        _in_list(s.unit_code, "units", dialect_name), _in_list(s.profile, "profiles", dialect_name),
+        _in_list(s.period, "periods", dialect_name),
+    )
+
+
+def _rankable_peers(dialect_name: str) -> Any:
+    """Rankable scores of the given profiles and periods above a floor, with each unit's level, ascending."""
+    s = latest_scores.c
+    return (
+        sa.select(s.profile, s.period, units.c.level, s.score)
+        .select_from(latest_scores.outerjoin(units, units.c.code == s.unit_code))
+        .where(
+            _in_list(s.profile, "profiles", dialect_name), _in_list(s.period, "periods", dialect_name),
+            s.score > sa.bindparam("above", type_=sa.Float), s.band != sa.bindparam("insufficient", type_=sa.String),
+            s.ratings >= sa.bindparam("min_ratings", type_=sa.Integer), sa.not_(s.provisional),
+        )
+        .order_by(s.score)
+    )
+
+
+def _queued_versions(dialect_name: str) -> Any:
+    d = deliveries.c
+    return sa.select(d.unit_code, d.period, d.profile, d.id, d.version).where(
+        d.target == sa.bindparam("target", type_=sa.String), d.edition == sa.bindparam("edition", type_=sa.String),
+        _in_list(d.unit_code, "units", dialect_name), _in_list(d.period, "periods", dialect_name),
+        _in_list(d.profile, "profiles", dialect_name),
+    )
+
+
+class _EncodedJSON(sa.types.TypeDecorator[Any]):
+    """A JSON column's value handed over already encoded (by orjson, ~8× faster than the json module SQLAlchemy
+    would use for every feed entry and score payload): bound as the text it is, read back as JSON."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: sa.Dialect) -> None:  # type: ignore[override]
+        return None
+
+
+def encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _latest_upsert(dialect_name: str) -> Any:
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(latest_scores).values(payload=sa.bindparam("payload_json", type_=_EncodedJSON()))
+    return statement.on_conflict_do_update(
+        index_elements=["profile", "unit_code", "period"],
+        set_={c: statement.excluded[c] for c in ("version", "score", "payload", "band", "ratings", "provisional")},
+    )
+
+
+_LATEST_UPSERT = {name: _latest_upsert(name) for name in ("postgresql", "sqlite")}
+_CHANGES_INSERT = changes.insert().values(payload=sa.bindparam("payload_json", type_=_EncodedJSON()))
+
+
+@lru_cache(maxsize=32)
+def _prepared(build: Any, dialect: sa.Dialect) -> tuple[Any, str, tuple[str, ...] | None]:
+    statement = build(dialect.name)
+    compiled = statement.compile(dialect=dialect)
+    return statement, str(compiled), tuple(compiled.positiontup) if compiled.positiontup else None
+
+
+async def _fetch(conn: AsyncConnection, build: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows of a prebuilt SELECT as plain tuples (its values need no conversion: strings and numbers)."""
+    statement, sql, names = _prepared(build, conn.dialect)
+    if names is None:  # a driver with named parameters: the ordinary way
+        return [tuple(row) for row in await conn.execute(statement, params)]
+    result = await conn.exec_driver_sql(sql, tuple(params[name] for name in names))
+    return [tuple(row) for row in result.cursor.fetchall()] if result.cursor is not None else []
+
+
 def unit_info(row: Any) -> UnitInfo:
     return UnitInfo(row.code, row.name, row.level, row.parent_code, row.lat, row.lon, row.valid_to, row.successor_code)
 
@@ -177,9 +278,7 @@ async def units_by_code(conn: AsyncConnection, codes: list[str]) -> dict[str, Un
     return {row.code: unit_info(row) for row in rows}
 
 
-_LATEST_KEYS = ("profile", "unit_code", "period")
-_LATEST_COLUMNS = ("profile", "unit_code", "period", "version", "score", "payload", "band", "ratings", "provisional")
-KEY_CHUNK = 2000  # keys per lookup: each column's values travel as ONE bound parameter (shared.db.in_values)
+KEY_CHUNK = 2000  # keys per lookup (each column's values are one parameter: _in_list)
 
 
 async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,12 +295,9 @@ async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]
     known: dict[tuple[str, str, str], int] = {}
     for start in range(0, len(keys), KEY_CHUNK):
         part = keys[start:start + KEY_CHUNK]
-        query = sa.select(latest_scores.c.profile, latest_scores.c.unit_code, latest_scores.c.period, latest_scores.c.version).where(
-            in_values(latest_scores.c.unit_code, sorted({k[1] for k in part}), dialect),
-            in_values(latest_scores.c.profile, sorted({k[0] for k in part}), dialect),
-            in_values(latest_scores.c.period, sorted({k[2] for k in part}), dialect),
-        )
-        for profile, unit_code, period, version in await fetch_tuples(conn, query):
+        params = {"units": _list_value((k[1] for k in part), dialect), "profiles": _list_value((k[0] for k in part), dialect),
+                  "periods": _list_value((k[2] for k in part), dialect)}
+        for profile, unit_code, period, version in await _fetch(conn, _latest_versions, params):
             if (profile, unit_code, period) in wanted:
                 known[(profile, unit_code, period)] = version
     # Versions only go up: an older one arriving late changes nothing.
@@ -209,43 +305,32 @@ async def save_latest_scores(conn: AsyncConnection, scores: list[dict[str, Any]]
     if newer:
         rows = [
             {"profile": s["profile"], "unit_code": s["unit_code"], "period": s["period"], "version": s["version"],
-             "score": s["score"], "payload": s, "band": s["band"], "ratings": s["ratings"],
+             "score": s["score"], "payload_json": encode_json(s), "band": s["band"], "ratings": s["ratings"],
              "provisional": bool(s.get("provisional", False))}
             for s in newer
         ]
-        await execute_many(conn, upsert_statement(latest_scores, list(_LATEST_KEYS), list(_LATEST_COLUMNS), dialect), rows)
+        await execute_many(conn, _LATEST_UPSERT[dialect], rows)
     return newer
 
 
-def _rankable_scores_query(with_level: bool) -> Any:
-    query = (
-        sa.select(latest_scores.c.score)
-        .select_from(latest_scores.outerjoin(units, units.c.code == latest_scores.c.unit_code))
-        .where(
-            latest_scores.c.profile == sa.bindparam("profile"), latest_scores.c.period == sa.bindparam("period"),
-            latest_scores.c.score > sa.bindparam("above"), latest_scores.c.band != INSUFFICIENT,
-            latest_scores.c.ratings >= sa.bindparam("min_ratings"), sa.not_(latest_scores.c.provisional),
-        )
-        .order_by(latest_scores.c.score)
-    )
-    return query.where(units.c.level == sa.bindparam("level")) if with_level else query.where(units.c.level.is_(None))
+async def rankable_peer_scores(
+    conn: AsyncConnection, groups: list[tuple[str, str]], min_ratings: int, above: float
+) -> dict[tuple[str, str, str | None], list[float]]:
+    """The scores above `above` of the rankable units of the given (profile, period) pairs, ascending, by
+    (profile, period, level): one query for a whole batch (one per pair and level cost 40 round trips a batch).
 
-
-# Built once: each batch runs one per (profile, period, level) it touched, and building and compiling a fresh
-# statement cost more than the lookup.
-_RANKABLE_SCORES = {True: _rankable_scores_query(True), False: _rankable_scores_query(False)}
-
-
-async def rankable_scores(
-    conn: AsyncConnection, profile: str, period: str, level: str | None, min_ratings: int, above: float
-) -> list[float]:
-    """The scores above `above` of the rankable units of one level, period and profile, ascending.
-
-    A unit's rank is one more than the number of these strictly higher than its own score."""
-    params: dict[str, Any] = {"profile": profile, "period": period, "above": above, "min_ratings": min_ratings}
-    if level:
-        params["level"] = level
-    return list((await conn.execute(_RANKABLE_SCORES[bool(level)], params)).scalars())
+    A unit's rank is one more than the number of its peers' scores strictly higher than its own."""
+    found: dict[tuple[str, str, str | None], list[float]] = {}
+    if not groups:
+        return found
+    dialect = conn.dialect.name
+    wanted = set(groups)
+    params = {"profiles": _list_value((g[0] for g in groups), dialect), "periods": _list_value((g[1] for g in groups), dialect),
+              "above": above, "insufficient": INSUFFICIENT, "min_ratings": min_ratings}
+    for profile, period, level, score in await _fetch(conn, _rankable_peers, params):
+        if (profile, period) in wanted:
+            found.setdefault((profile, period, level), []).append(score)
+    return found
 
 
 async def save_ticket(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -276,11 +361,11 @@ async def append_changes(conn: AsyncConnection, entries: list[dict[str, Any]]) -
     rows = [
         {"seq": first + index, "edition": entry["edition"], "unit_code": entry["unit_code"], "period": entry["period"],
          "profile": entry["profile"], "version": entry.get("snapshot_version") or entry["version"],
-         "payload": {**entry, "seq": first + index},
+         "payload_json": encode_json({**entry, "seq": first + index}),
          "published_at": now}
         for index, entry in enumerate(entries)
     ]
-    await conn.execute(changes.insert(), rows)
+    await execute_many(conn, _CHANGES_INSERT, rows)
     return [row["seq"] for row in rows]
 
 
@@ -331,14 +416,9 @@ async def queue_deliveries(conn: AsyncConnection, target: str, edition: str, pus
     keys = list(newest)
     for start in range(0, len(keys), KEY_CHUNK):
         part = keys[start:start + KEY_CHUNK]
-        query = sa.select(deliveries.c.unit_code, deliveries.c.period, deliveries.c.profile, deliveries.c.id,
-                          deliveries.c.version).where(
-            deliveries.c.target == target, deliveries.c.edition == edition,
-            in_values(deliveries.c.unit_code, sorted({k[0] for k in part}), dialect),
-            in_values(deliveries.c.period, sorted({k[1] for k in part}), dialect),
-            in_values(deliveries.c.profile, sorted({k[2] for k in part}), dialect),
-        )
-        for unit_code, period, profile, row_id, version in await fetch_tuples(conn, query):
+        params = {"target": target, "edition": edition, "units": _list_value((k[0] for k in part), dialect),
+                  "periods": _list_value((k[1] for k in part), dialect), "profiles": _list_value((k[2] for k in part), dialect)}
+        for unit_code, period, profile, row_id, version in await _fetch(conn, _queued_versions, params):
             if (unit_code, period, profile) in newest:
                 current[(unit_code, period, profile)] = (row_id, version)
     now = datetime.now(timezone.utc)
