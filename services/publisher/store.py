@@ -511,3 +511,29 @@ async def release_claim(conn: AsyncConnection, delivery_id: int, owner: str) -> 
         deliveries.update().where(deliveries.c.id == delivery_id, deliveries.c.claimed_by == owner)
         .values(claimed_by=None, claimed_until=None)
     )
+
+
+async def prune_changes(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` feed entries published before `before` that a newer entry of the same result
+    supersedes, oldest first; a result's newest entry is kept whatever its age. Returns how many went."""
+    newer = changes.alias("newer")
+    superseded = sa.exists().where(
+        newer.c.edition == changes.c.edition, newer.c.profile == changes.c.profile,
+        newer.c.unit_code == changes.c.unit_code, newer.c.period == changes.c.period, newer.c.version > changes.c.version,
+    )
+    seqs = list((await conn.execute(
+        sa.select(changes.c.seq).where(changes.c.published_at < before, superseded).order_by(changes.c.seq).limit(limit)
+    )).scalars())
+    if seqs:
+        await conn.execute(changes.delete().where(changes.c.seq.in_(seqs)))
+    return len(seqs)
+
+
+async def prune_delivery_attempts(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` logged delivery attempts made before `before`, oldest first. Returns how many went."""
+    ids = list((await conn.execute(
+        sa.select(delivery_attempts.c.id).where(delivery_attempts.c.at < before).order_by(delivery_attempts.c.id).limit(limit)
+    )).scalars())
+    if ids:
+        await conn.execute(delivery_attempts.delete().where(delivery_attempts.c.id.in_(ids)))
+    return len(ids)
