@@ -154,6 +154,7 @@ def build_publish_results(policy: PublicationPolicy) -> BatchHook:
         results = [public_result(score, unit_infos.get(score["unit_code"]), policy.min_ratings) for score in new_scores]
         results = await _ranked(tx, results, policy.min_ratings)
         await queue_for_targets(tx.conn, policy, results, LIVE)
-        await store.append_changes(tx.conn, [feed_entry(result, LIVE) for result in results])  # last: it holds the feed's sequence lock until commit
+        # Last: it holds the feed's sequence lock until commit.
+        await store.append_changes(tx.conn, [feed_entry(result, LIVE) for result in results])
 
     return publish_results
