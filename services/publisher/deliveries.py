@@ -30,7 +30,7 @@ from services.publisher.domain.publication import profile_filter
 from services.publisher.metrics import CIRCUIT, DELIVERIES, DELIVERY_ATTEMPTS, DELIVERY_SECONDS, OLDEST_DUE
 from shared import events, topics
 from shared.aio import wait_event
-from shared.bus.outbox import add_to_outbox
+from shared.bus.outbox import add_many_to_outbox
 from shared.logging import get_logger
 from shared.service import Runtime
 from shared.settings import Settings
@@ -251,26 +251,39 @@ class TargetWorker:
         return response.status_code, error, retry_after, seconds
 
     async def _record(self, attempted: list[Attempt]) -> None:
+        """Every outcome of the attempts given in one transaction: the attempt log and the emitted
+        `publication.delivered` events in one statement each."""
         if not attempted:
             return
+        outcomes = [self._outcome(*attempt) for attempt in attempted]
         async with self.runtime.transaction() as conn:
-            for attempt in attempted:
-                await self._record_one(conn, *attempt)
+            applied = await store.record_attempts(conn, self.owner, [(row, changes, log_row) for row, changes, log_row, _ in outcomes])
+            delivered = [event for (_, _, _, event), done in zip(outcomes, applied) if event is not None and done]
+            await add_many_to_outbox(conn, store.bus, [
+                (self.runtime.settings.topic(topics.PUBLICATIONS), event.subject, event) for event in delivered
+            ])
         for row, outcome, status_code, *_ in attempted:
             log.info(
                 "delivery attempt", target=row.target, unit=row.unit_code, period=row.period, profile=row.profile,
                 edition=row.edition, version=row.version, outcome=outcome, status=status_code,
             )
 
-    async def _record_one(
-        self, conn: Any, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None,
+    def _outcome(
+        self, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None,
         seconds: float,
-    ) -> None:
+    ) -> tuple[Any, dict[str, Any], dict[str, Any], events.CloudEvent | None]:
+        """(row, its changes, its attempt log row, the event to emit if the outcome applies)."""
         now = datetime.now(timezone.utc)
         attempts = row.attempts + 1
+        event = None
         if outcome == DELIVERED:
             changes = {"status": store.DELIVERED, "attempts": attempts, "delivered_version": row.version,
                        "delivered_at": now, "last_error": None}
+            data = events.PublicationDelivered(
+                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
+                version=row.version, delivered_at=now, edition=row.edition,
+            )
+            event = events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data)
         elif outcome == DEAD:
             changes = {"status": store.DEAD, "attempts": attempts, "last_error": error}
         else:
@@ -278,16 +291,7 @@ class TargetWorker:
             changes = {"status": store.RETRY, "attempts": attempts, "last_error": error,
                        "next_attempt_at": now + timedelta(seconds=delay)}
         attempt = {"at": now, "status_code": status_code, "outcome": outcome, "error": error, "duration_ms": seconds * 1000}
-        applied = await store.record_attempt(conn, row, self.owner, changes, attempt)
-        if outcome == DELIVERED and applied:
-            data = events.PublicationDelivered(
-                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
-                version=row.version, delivered_at=now, edition=row.edition,
-            )
-            await add_to_outbox(
-                conn, store.bus, self.runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
-                events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
-            )
+        return row, changes, attempt, event
 
     async def _refresh_gauges(self) -> None:
         if time.monotonic() - self._gauges_at < GAUGE_EVERY_SECONDS:

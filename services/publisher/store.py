@@ -485,25 +485,28 @@ async def next_due_at(conn: AsyncConnection, target: str) -> datetime | None:
     )
 
 
-async def record_attempt(
-    conn: AsyncConnection, row: Any, owner: str, outcome_changes: dict[str, Any], attempt: dict[str, Any]
-) -> bool:
-    """Log the attempt and apply its outcome if the row still holds the attempted version; release the claim."""
-    await conn.execute(delivery_attempts.insert().values(delivery_id=row.id, version=row.version, **attempt))
+_ATTEMPT_INSERT = delivery_attempts.insert()
+
+
+async def record_attempts(conn: AsyncConnection, owner: str, outcomes: list[tuple[Any, dict[str, Any], dict[str, Any]]]) -> list[bool]:
+    """Log each (row, outcome changes, attempt) and apply the outcome where the row still holds the attempted
+    version; release the claims. The log in one statement; returns, per outcome, whether it was applied."""
+    if not outcomes:
+        return []
+    await execute_many(conn, _ATTEMPT_INSERT, [{"delivery_id": row.id, "version": row.version, **attempt} for row, _, attempt in outcomes])
     now = datetime.now(timezone.utc)
-    updated = await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id == row.id, deliveries.c.version == row.version)
-        .values(updated_at=now, claimed_by=None, claimed_until=None, **outcome_changes)
-    )
-    if updated.rowcount:
-        return True
-    # A newer version was queued meanwhile: it stays pending for the next round; only the claim goes.
-    await conn.execute(
-        deliveries.update().where(deliveries.c.id == row.id, deliveries.c.claimed_by == owner)
-        .values(claimed_by=None, claimed_until=None)
-    )
-    return False
+    applied = []
+    for row, outcome_changes, _ in outcomes:
+        updated = await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == row.id, deliveries.c.version == row.version)
+            .values(updated_at=now, claimed_by=None, claimed_until=None, **outcome_changes)
+        )
+        if not updated.rowcount:
+            # A newer version was queued meanwhile: it stays pending for the next claim; only the claim goes.
+            await release_claim(conn, row.id, owner)
+        applied.append(bool(updated.rowcount))
+    return applied
 
 
 async def release_claim(conn: AsyncConnection, delivery_id: int, owner: str) -> None:
