@@ -140,6 +140,14 @@ class Settings(BaseSettings):
     snapshot_settle_minutes: float = Field(5.0, ge=0)
     snapshot_catch_up_days: int = Field(92, ge=1)
     snapshot_check_seconds: float = Field(30.0, gt=0)
+    # Retention of the publisher's history (0: kept for good). The changes feed keeps every result's newest entry
+    # whatever its age, so a portal that starts over from cursor 0 still gets every result; older, superseded
+    # entries go after this many days — keep it longer than the portal's longest absence. The delivery attempt
+    # log (each push's outcome) goes after its own number of days; the deliveries themselves are kept.
+    publisher_changes_retention_days: float = Field(30.0, ge=0)
+    publisher_attempts_retention_days: float = Field(14.0, ge=0)
+    publisher_prune_every_seconds: float = Field(600.0, gt=0)  # how often the pruner looks
+    publisher_prune_batch_rows: int = Field(1000, ge=1, le=100_000)  # rows deleted per transaction
 
     # (end of service sections)
 

@@ -16,8 +16,9 @@ from services.publisher.live import follow_changes, start_live_feed, wake_live_f
 from services.publisher.pages import STATIC_DIR
 from services.publisher.pages import router as pages_router
 from services.publisher.public import router as public_router
+from services.publisher.retention import prune_history
 from services.publisher.snapshots import build_snapshot_worker
-from shared import topics
+from shared import events, topics
 from shared.service import Runtime, ServiceSpec, create_app
 from shared.settings import Settings, get_settings
 
@@ -51,8 +52,11 @@ def build(settings: Settings | None = None) -> FastAPI:
         # Nothing about officers is public: officer.upserted and officer_score.changed have no handler here.
         subscriptions=[topics.UNITS, topics.SCORES, topics.TICKETS],
         handlers=build_handlers(),
+        # A score event is applied by its natural key (unit, period, profile, version): a version not newer than
+        # the stored one changes nothing, so a re-sent event is absorbed without a processed_events row for each.
+        idempotent_event_types=frozenset({events.SCORE_CHANGED}),
         before_commit=build_publish_results(policy),
-        workers=[deliver_results, build_snapshot_worker(policy), follow_changes],
+        workers=[deliver_results, build_snapshot_worker(policy), follow_changes, prune_history],
         on_events_committed=on_events_committed,
         on_start=[remember_policy, start_live_feed],
         required_secrets=tuple(secrets),

@@ -30,7 +30,7 @@ from services.publisher.domain.publication import profile_filter
 from services.publisher.metrics import CIRCUIT, DELIVERIES, DELIVERY_ATTEMPTS, DELIVERY_SECONDS, OLDEST_DUE
 from shared import events, topics
 from shared.aio import wait_event
-from shared.bus.outbox import add_to_outbox
+from shared.bus.outbox import add_many_to_outbox
 from shared.logging import get_logger
 from shared.service import Runtime
 from shared.settings import Settings
@@ -40,6 +40,7 @@ SOURCE = "/hailong/publisher"
 WAKEUPS = "delivery_wakeups"
 MAP, PORTAL = "map", "portal"
 IDLE_SECONDS = 5.0
+RECORD_EVERY_SECONDS = 0.2
 GAUGE_EVERY_SECONDS = 5.0
 
 
@@ -114,36 +115,91 @@ class TargetWorker:
         self.in_flight = asyncio.Semaphore(target.concurrency)
         self.rate = AsyncLimiter(target.rate_per_second, 1.0)
         self.lease = timedelta(seconds=target.timeout_seconds + 30)
-        # A round claims about a second's worth of pushes: claiming and recording are a write transaction each,
-        # which on SQLite wait for the consumer's batches; rounds of 2 x concurrency held the map to ~15 pushes/s.
-        self.round_size = max(target.concurrency * 2, min(int(target.rate_per_second), 500))
+        # Rows are claimed ahead of the pushes, about half a second's worth at the target's rate (at least two per
+        # request in flight), and topped up whenever half of that has gone out: a push queued now waits behind at
+        # most that many, not behind a whole round of a second's worth and its recording. Outcomes are recorded
+        # together every RECORD_EVERY_SECONDS in one transaction (one per push, on SQLite's one writer beside the
+        # consumer's batches, held the map to a few dozen pushes a second).
+        self.window = max(target.concurrency * 2, min(int(target.rate_per_second / 2), 500))
+        self.refill_at = max(1, self.window // 2)
+        self.in_hand = 0  # claimed and not yet attempted
+        self.finished: list[Attempt] = []  # attempted, outcome not yet recorded
+        self.to_record = asyncio.Event()
         self.wakeup = asyncio.Event()
         runtime.extras.setdefault(WAKEUPS, {})[target.name] = self.wakeup
         self._gauges_at = 0.0
 
     async def run(self) -> None:
         CIRCUIT.labels(self.target.name).state(self.breaker.state)
+        pushes: set[asyncio.Task[None]] = set()
         async with httpx.AsyncClient(timeout=self.target.timeout_seconds, headers={"User-Agent": "hailong-publisher/1"}) as client:
-            while True:
-                try:
-                    await self._refresh_gauges()
-                    pause = self.breaker.seconds_until_probe(time.monotonic())
-                    if pause <= 0:
-                        rows = await self._claim(self.breaker.batch_size(self.round_size))
-                        if rows:
-                            attempted = await asyncio.gather(*(self._attempt(client, row) for row in rows))
-                            # One transaction for the round's outcomes: a transaction per push, on SQLite's one
-                            # writer beside the consumer's batches, held the map to a few dozen pushes a second.
-                            await self._record([a for a in attempted if a is not None])
-                            continue
-                        pause = await self._seconds_until_next_due()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # database trouble: keep the loop alive, the rows wait in the database
-                    log.warning("delivery loop failed; will retry", target=self.target.name, error=repr(exc))
-                    pause = 2.0
-                await wait_event(self.wakeup, pause)
-                self.wakeup.clear()
+            recorder = asyncio.create_task(self._record_continuously())
+            try:
+                while True:
+                    try:
+                        pause = await self._top_up(client, pushes)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # database trouble: keep the loop alive, the rows wait in the database
+                        log.warning("delivery loop failed; will retry", target=self.target.name, error=repr(exc))
+                        pause = 2.0
+                    if pause > 0:
+                        await wait_event(self.wakeup, pause)
+                    self.wakeup.clear()
+            finally:
+                recorder.cancel()
+                for task in pushes:
+                    task.cancel()
+                await asyncio.gather(recorder, *pushes, return_exceptions=True)
+
+    async def _top_up(self, client: httpx.AsyncClient, pushes: set[asyncio.Task[None]]) -> float:
+        """Claim due rows up to the window and start their pushes; returns how long to wait before looking again
+        (a push going out, a newly queued one and the breaker's answer wake the loop sooner)."""
+        await self._refresh_gauges()
+        pause = self.breaker.seconds_until_probe(time.monotonic())
+        if pause > 0:
+            return pause
+        room = self.breaker.batch_size(self.window) - self.in_hand
+        if room <= 0 or (self.in_hand and room < self.refill_at):
+            return IDLE_SECONDS  # the pushes in hand wake the loop as they go out
+        rows = await self._claim(room)
+        for row in rows:
+            self.in_hand += 1
+            task = asyncio.create_task(self._push(client, row))
+            pushes.add(task)
+            task.add_done_callback(pushes.discard)
+        if len(rows) == room:
+            return 0.0  # maybe more due: look again once there is room
+        return await self._seconds_until_next_due()
+
+    async def _push(self, client: httpx.AsyncClient, row: Any) -> None:
+        try:
+            attempt = await self._attempt(client, row)
+        finally:
+            self.in_hand -= 1
+            if self.in_hand == 0 or self.window - self.in_hand == self.refill_at:
+                self.wakeup.set()  # room for another claim
+        if attempt is not None:
+            self.finished.append(attempt)
+            self.to_record.set()
+
+    async def _record_continuously(self) -> None:
+        """Record finished attempts together: the first outcome waits RECORD_EVERY_SECONDS for others."""
+        while True:
+            await self.to_record.wait()
+            await asyncio.sleep(RECORD_EVERY_SECONDS)
+            self.to_record.clear()
+            attempted, self.finished = self.finished, []
+            try:
+                await self._record(attempted)
+            except asyncio.CancelledError:
+                self.finished = attempted + self.finished
+                raise
+            except Exception as exc:  # database trouble: the rows stay claimed; record them when it is back
+                log.warning("could not record delivery attempts; will retry", target=self.target.name, error=repr(exc))
+                self.finished = attempted + self.finished
+                self.to_record.set()
+                await asyncio.sleep(1.0)
 
     async def _claim(self, limit: int) -> list[Any]:
         async with self.runtime.engine.begin() as conn:
@@ -195,26 +251,39 @@ class TargetWorker:
         return response.status_code, error, retry_after, seconds
 
     async def _record(self, attempted: list[Attempt]) -> None:
+        """Every outcome of the attempts given in one transaction: the attempt log and the emitted
+        `publication.delivered` events in one statement each."""
         if not attempted:
             return
+        outcomes = [self._outcome(*attempt) for attempt in attempted]
         async with self.runtime.transaction() as conn:
-            for attempt in attempted:
-                await self._record_one(conn, *attempt)
+            applied = await store.record_attempts(conn, self.owner, [(row, changes, log_row) for row, changes, log_row, _ in outcomes])
+            delivered = [event for (_, _, _, event), done in zip(outcomes, applied) if event is not None and done]
+            await add_many_to_outbox(conn, store.bus, [
+                (self.runtime.settings.topic(topics.PUBLICATIONS), event.subject, event) for event in delivered
+            ])
         for row, outcome, status_code, *_ in attempted:
             log.info(
                 "delivery attempt", target=row.target, unit=row.unit_code, period=row.period, profile=row.profile,
                 edition=row.edition, version=row.version, outcome=outcome, status=status_code,
             )
 
-    async def _record_one(
-        self, conn: Any, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None,
+    def _outcome(
+        self, row: Any, outcome: str, status_code: int | None, error: str | None, retry_after: float | None,
         seconds: float,
-    ) -> None:
+    ) -> tuple[Any, dict[str, Any], dict[str, Any], events.CloudEvent | None]:
+        """(row, its changes, its attempt log row, the event to emit if the outcome applies)."""
         now = datetime.now(timezone.utc)
         attempts = row.attempts + 1
+        event = None
         if outcome == DELIVERED:
             changes = {"status": store.DELIVERED, "attempts": attempts, "delivered_version": row.version,
                        "delivered_at": now, "last_error": None}
+            data = events.PublicationDelivered(
+                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
+                version=row.version, delivered_at=now, edition=row.edition,
+            )
+            event = events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data)
         elif outcome == DEAD:
             changes = {"status": store.DEAD, "attempts": attempts, "last_error": error}
         else:
@@ -222,16 +291,7 @@ class TargetWorker:
             changes = {"status": store.RETRY, "attempts": attempts, "last_error": error,
                        "next_attempt_at": now + timedelta(seconds=delay)}
         attempt = {"at": now, "status_code": status_code, "outcome": outcome, "error": error, "duration_ms": seconds * 1000}
-        applied = await store.record_attempt(conn, row, self.owner, changes, attempt)
-        if outcome == DELIVERED and applied:
-            data = events.PublicationDelivered(
-                target=row.target, unit_code=row.unit_code, period=row.period, profile=row.profile,
-                version=row.version, delivered_at=now, edition=row.edition,
-            )
-            await add_to_outbox(
-                conn, store.bus, self.runtime.settings.topic(topics.PUBLICATIONS), row.unit_code,
-                events.new_event(events.PUBLICATION_DELIVERED, SOURCE, row.unit_code, data),
-            )
+        return row, changes, attempt, event
 
     async def _refresh_gauges(self) -> None:
         if time.monotonic() - self._gauges_at < GAUGE_EVERY_SECONDS:

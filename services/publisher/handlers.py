@@ -58,13 +58,22 @@ def feed_entry(result: PublicResult, edition: str, snapshot_version: int | None 
 
 
 async def queue_for_targets(
-    tx_conn: Any, policy: PublicationPolicy, result: PublicResult, edition: str, version: int, body: bytes
+    tx_conn: Any, policy: PublicationPolicy, results: list[PublicResult], edition: str,
+    versions: list[int] | None = None, snapshot_version: int | None = None,
 ) -> None:
+    """Queue each result for every target that receives its profile: one set of statements per target.
+
+    `versions`: the version each push carries (the score's, unless given: an official snapshot's)."""
+    versions = versions or [result.version for result in results]
+    bodies: dict[int, bytes] = {}  # one body per result, whichever targets take it
     for target in policy.targets:
-        if pushes_profile(target.profiles, result.profile):
-            await store.queue_delivery(
-                tx_conn, target.name, edition, result.unit_code, result.period, result.profile, version, body
-            )
+        pushes = []
+        for index, result in enumerate(results):
+            if pushes_profile(target.profiles, result.profile):
+                if index not in bodies:
+                    bodies[index] = push_body(result, edition, versions[index], snapshot_version)
+                pushes.append(store.Push(result.unit_code, result.period, result.profile, versions[index], bodies[index]))
+        await store.queue_deliveries(tx_conn, target.name, edition, pushes)
 
 
 async def on_unit_upserted(event: events.CloudEvent, unit: events.UnitUpserted, tx: Tx) -> None:
@@ -85,11 +94,12 @@ async def on_unit_upserted(event: events.CloudEvent, unit: events.UnitUpserted, 
 
 async def on_score_changed(event: events.CloudEvent, score: events.ScoreChanged, tx: Tx) -> None:
     # Collected, and stored once for the whole batch before it commits (publish_results).
-    # Several versions of one result in a batch: only the newest counts.
-    batch: dict[tuple[str, str, str], dict[str, Any]] = tx.state.setdefault(NEW_SCORES, {})
+    # Several versions of one result in a batch: only the newest counts (and only it is turned into a dict).
+    batch: dict[tuple[str, str, str], events.ScoreChanged] = tx.state.setdefault(NEW_SCORES, {})
     key = (score.profile, score.unit_code, score.period)
-    if key not in batch or batch[key]["version"] < score.version:
-        batch[key] = score.model_dump(mode="json")
+    known = batch.get(key)
+    if known is None or known.version < score.version:
+        batch[key] = score
 
 
 async def on_ticket_event(event: events.CloudEvent, ticket: events.TicketEvent, tx: Tx) -> None:
@@ -115,20 +125,18 @@ def build_handlers() -> dict[str, Handler]:
 
 
 async def _ranked(tx: Tx, results: list[PublicResult], min_ratings: int) -> list[PublicResult]:
-    """Each rankable result with its rank among its peers: one query per (profile, period, level) in the batch."""
-    groups: dict[tuple[str, str, str | None], list[float]] = {}
-    for result in results:
-        if result.rankable and result.score is not None:
-            groups.setdefault((result.profile, result.period, result.level), []).append(result.score)
-    higher: dict[tuple[str, str, str | None], list[float]] = {
-        group: await store.rankable_scores(tx.conn, *group, min_ratings, above=min(scores))
-        for group, scores in groups.items()
-    }
+    """Each rankable result with its rank among its peers (same profile, period and level): one query a batch."""
+    rankable = [result for result in results if result.rankable and result.score is not None]
+    if not rankable:
+        return results
+    groups = sorted({(result.profile, result.period) for result in rankable})
+    floor = min(result.score for result in rankable if result.score is not None)
+    peers = await store.rankable_peer_scores(tx.conn, groups, min_ratings, above=floor)
     ranked = []
     for result in results:
-        peers = higher.get((result.profile, result.period, result.level))
-        if result.rankable and result.score is not None and peers is not None:
-            better = len(peers) - bisect.bisect_right(peers, result.score)
+        if result.rankable and result.score is not None:
+            higher = peers.get((result.profile, result.period, result.level), [])
+            better = len(higher) - bisect.bisect_right(higher, result.score)
             result = replace(result, rank=peer_rank(result, better))
         ranked.append(result)
     return ranked
@@ -137,17 +145,16 @@ async def _ranked(tx: Tx, results: list[PublicResult], min_ratings: int) -> list
 def build_publish_results(policy: PublicationPolicy) -> BatchHook:
     async def publish_results(tx: Tx) -> None:
         """Before the batch commits: feed entries and pushes for the newest score of each touched result."""
-        batch: dict[tuple[str, str, str], dict[str, Any]] = tx.state.pop(NEW_SCORES, {})
-        new_scores = await store.save_latest_scores(tx.conn, [batch[key] for key in sorted(batch)])
+        batch: dict[tuple[str, str, str], events.ScoreChanged] = tx.state.pop(NEW_SCORES, {})
+        scores = [batch[key].model_dump(mode="json") for key in sorted(batch)]
+        new_scores = await store.save_latest_scores(tx.conn, scores)
         if not new_scores:
             return
         unit_infos = await store.units_by_code(tx.conn, sorted({score["unit_code"] for score in new_scores}))
         results = [public_result(score, unit_infos.get(score["unit_code"]), policy.min_ratings) for score in new_scores]
         results = await _ranked(tx, results, policy.min_ratings)
-        entries = []
-        for result in results:
-            entries.append(feed_entry(result, LIVE))
-            await queue_for_targets(tx.conn, policy, result, LIVE, result.version, push_body(result, LIVE, result.version))
-        await store.append_changes(tx.conn, entries)  # last: it holds the feed's sequence lock until commit
+        await queue_for_targets(tx.conn, policy, results, LIVE)
+        # Last: it holds the feed's sequence lock until commit.
+        await store.append_changes(tx.conn, [feed_entry(result, LIVE) for result in results])
 
     return publish_results

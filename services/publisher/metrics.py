@@ -23,3 +23,4 @@ CIRCUIT = Enum(
 FEED_HEAD = Gauge("hailong_feed_head_seq", "Newest sequence number of the changes feed seen by this process")
 SNAPSHOTS = Counter("hailong_official_snapshots_total", "Official snapshots frozen", ["reason"])
 LIVE_SUBSCRIBERS = Gauge("hailong_live_subscribers", "Open Server-Sent Events streams of the public page")
+PRUNED_ROWS = Counter("hailong_publisher_pruned_rows_total", "Rows removed by the retention of the publisher's history", ["table"])

@@ -21,7 +21,7 @@ from services.publisher import store
 from services.publisher.deliveries import wake_deliveries
 from services.publisher.domain.official import due_for_snapshot
 from services.publisher.domain.publication import OFFICIAL, PublicResult, public_result, rank_results
-from services.publisher.handlers import PublicationPolicy, feed_entry, push_body, queue_for_targets
+from services.publisher.handlers import PublicationPolicy, feed_entry, queue_for_targets
 from services.publisher.live import wake_live_feed
 from services.publisher.metrics import SNAPSHOTS
 from shared import topics
@@ -59,8 +59,7 @@ async def freeze(conn: AsyncConnection, policy: PublicationPolicy, period: str, 
         {"snapshot_id": snapshot_id, "unit_code": r.unit_code, "level": r.level, "rank": r.rank, "payload": entry}
         for r, entry in zip(ranked, entries)
     ])
-    for result in ranked:
-        await queue_for_targets(conn, policy, result, OFFICIAL, version, push_body(result, OFFICIAL, version, version))
+    await queue_for_targets(conn, policy, ranked, OFFICIAL, [version] * len(ranked), snapshot_version=version)
     await store.append_changes(conn, entries)  # last: it holds the feed's sequence lock until commit
     SNAPSHOTS.labels("automatic" if reason == AUTOMATIC else "operator").inc()
     return {"id": snapshot_id, "period": period, "profile": profile, "version": version,

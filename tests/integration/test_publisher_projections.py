@@ -117,6 +117,18 @@ async def test_a_newer_version_keeps_a_failing_targets_backoff_and_reopens_a_del
     assert by_target["portal"].last_error is None
 
 
+async def test_a_newer_version_keeps_a_waiting_rows_place_in_the_queue_and_a_batch_queues_only_the_newest(engine: AsyncEngine) -> None:
+    await apply(engine, unit("79.SNV"), unit("79.STP"), score("79.SNV", 1), score("79.STP", 1))
+    table = store.deliveries
+    place = (await rows(engine, sa.select(table).where(table.c.target == "map", table.c.unit_code == "79.SNV")))[0]
+    await apply(engine, score("79.SNV", 3, 70.0), score("79.SNV", 2, 60.0), score("79.STP", 2, 99.0))
+    by_unit = {r.unit_code: r for r in await rows(engine, sa.select(table).where(table.c.target == "map"))}
+    snv = by_unit["79.SNV"]
+    assert (snv.id, snv.version, snv.status, snv.next_attempt_at) == (place.id, 3, "pending", place.next_attempt_at)
+    assert b'"version":3' in snv.body and b'"score":70.0' in snv.body
+    assert by_unit["79.STP"].version == 2
+
+
 async def test_units_with_too_few_ratings_are_published_without_figures_everywhere(engine: AsyncEngine) -> None:
     await apply(engine, unit("79.SNV"), score("79.SNV", 1, 97.5, ratings=4))
     entry = (await rows(engine, sa.select(store.changes)))[0].payload
