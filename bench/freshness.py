@@ -45,7 +45,7 @@ MAP_PROFILE = "hcmc-2024"
 
 @dataclass
 class MapServer:
-    """The institution map: answers 200 and keeps (arrival time, unit, period, ratings) of every PUT."""
+    """The institution map: answers 200 (HTTP/1.1, kept alive) and keeps (arrival time, unit, period, ratings) of every PUT."""
 
     received: list[tuple[float, str, str, int]] = field(default_factory=list)
     port: int = field(default_factory=free_port)
@@ -54,6 +54,9 @@ class MapServer:
         outer, lock = self, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a real map's HTTPS front does: with HTTP/1.0 every push opened a connection of its own.
+            protocol_version = "HTTP/1.1"
+
             def do_PUT(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 with lock:
