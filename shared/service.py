@@ -7,7 +7,6 @@ is the only place real adapters are wired (the composition root).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,13 +28,13 @@ from shared.bus.outbox import OutboxRelay
 from shared.bus.tables import BusTables
 from shared.db import is_unavailable, prepare_database
 from shared.logging import configure_logging, get_logger
+from shared.memory import limit_malloc_arenas
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.problems import Problem, install_problem_handlers, install_unavailable_handler
 from shared.settings import Settings, get_settings
 from shared.textguard import RefuseNul
 
 log = get_logger(__name__)
-M_ARENA_MAX = -8  # mallopt's parameter number for the arena limit (glibc malloc.h)
 
 BackgroundWorker = Callable[["Runtime"], Awaitable[None]]
 
@@ -176,19 +175,6 @@ def _ops_router() -> APIRouter:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
-
-
-def limit_malloc_arenas(arenas: int) -> bool:
-    """At most `arenas` glibc malloc arenas in this process (as MALLOC_ARENA_MAX does); False where the C library
-    is not glibc or `arenas` is 0."""
-    if arenas <= 0:
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:

@@ -28,6 +28,7 @@ from services.scoring.domain.profiles import ProfileBook
 from services.scoring.reads import ranking_body
 from shared.aio import wait_event
 from shared.logging import get_logger
+from shared.memory import release_free_memory
 from shared.periods import parse_period
 
 log = get_logger(__name__)
@@ -135,6 +136,8 @@ class RankingRefresher:
                 return False
             bodies = await render(conn, self.book, found.profile, found.period)
         await self._store(found.profile, found.period, found.revision, bodies)
+        del bodies
+        release_free_memory()  # tens of megabytes of rows and answers were just dropped: the next rendering starts low
         return True
 
     async def refresh_all(self) -> int:

@@ -34,6 +34,7 @@ from shared.aio import wait_event
 from shared.bus.outbox import add_serialised_to_outbox
 from shared.db import execute_many, in_values, insert_statement, upsert_statement
 from shared.logging import get_logger
+from shared.memory import release_free_memory
 
 log = get_logger(__name__)
 SOURCE = "/hailong/scoring"
@@ -161,9 +162,11 @@ class Scorer:
             last_pass = time.monotonic()
             published = False
             started = time.monotonic()
+            batches = 0
             try:
                 while True:  # one pass: batches until nothing is dirty (a batch's trimmed subject comes next)
                     result = await self.publish_once()
+                    batches += 1
                     self.draining = result.more
                     if result.events:
                         published = True
@@ -176,6 +179,8 @@ class Scorer:
                     if backlog() > busy_backlog:
                         break  # the rest waits for the next pass
                 await self._prune_feed()
+                if batches > 1:
+                    release_free_memory()  # a drained backlog's figures and events are garbage now
                 failures = 0
             except asyncio.CancelledError:
                 raise
