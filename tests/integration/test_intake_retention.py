@@ -9,8 +9,6 @@ import pytest
 import sqlalchemy as sa
 
 from services.intake import retention, store
-from shared.db import prepare_database
-from shared.settings import Settings
 from tests.support.infra import Backend
 
 pytestmark = pytest.mark.integration
@@ -18,8 +16,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 async def test_expired_rows_go_in_chunks_and_younger_rows_stay(backend: Backend) -> None:
-    settings = Settings(data_dir=backend.data_dir, database_url=backend.database_url)
-    engine = await prepare_database(settings.database_url_for("intake"), "intake")
+    engine = await backend.migrated_engine("intake")
     try:
         old_keys = retention.PRUNE_CHUNK + 7  # more than one chunk
         async with engine.begin() as conn:

@@ -21,8 +21,6 @@ from services.publisher.handlers import PublicationPolicy, Target, build_handler
 from services.publisher.snapshots import due_snapshots, freeze
 from shared import events
 from shared.bus.consumer import Tx
-from shared.db import prepare_database
-from shared.settings import Settings
 from tests.support.infra import Backend
 
 pytestmark = pytest.mark.integration
@@ -34,8 +32,7 @@ NOW = datetime(2026, 11, 18, 3, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
-    settings = Settings(database_url=backend.database_url, data_dir=backend.data_dir)
-    engine = await prepare_database(settings.database_url_for("publisher"), "publisher")
+    engine = await backend.migrated_engine("publisher")
     yield engine
     await engine.dispose()
 
@@ -247,8 +244,7 @@ async def test_tickets_keep_their_newest_state_with_no_personal_data(engine: Asy
 
 def test_the_tables_match_the_migrations(backend: Backend) -> None:
     async def differences() -> list[Any]:
-        settings = Settings(database_url=backend.database_url, data_dir=backend.data_dir)
-        engine = await prepare_database(settings.database_url_for("publisher"), "publisher")
+        engine = await backend.migrated_engine("publisher")
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), store.metadata))

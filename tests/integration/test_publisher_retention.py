@@ -15,7 +15,6 @@ from services.publisher.handlers import PublicationPolicy, Target, build_handler
 from services.publisher.retention import prune_once
 from shared import events
 from shared.bus.consumer import Tx
-from shared.db import prepare_database
 from shared.settings import Settings
 from tests.support.infra import Backend
 
@@ -28,8 +27,7 @@ NOW = datetime.now(timezone.utc)
 
 @pytest.fixture
 async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
-    settings = Settings(database_url=backend.database_url, data_dir=backend.data_dir)
-    engine = await prepare_database(settings.database_url_for("publisher"), "publisher")
+    engine = await backend.migrated_engine("publisher")
     yield engine
     await engine.dispose()
 

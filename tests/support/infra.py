@@ -43,6 +43,14 @@ class Backend:
             env["HAILONG_DATABASE_URL"] = self.database_url
         return env
 
+    async def migrated_engine(self, service: str) -> Any:
+        """An engine on `service`'s database in this backend, migrated to the newest revision (as at start-up)."""
+        from shared.db import prepare_database
+        from shared.settings import Settings
+
+        settings = Settings(database_url=self.database_url, data_dir=self.data_dir)
+        return await prepare_database(settings.database_url_for(service), service)
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -17,8 +17,6 @@ from services.scoring.handlers import HANDLERS, apply_scoring_batch
 from services.scoring.projection import rebuild_counters
 from shared import events
 from shared.bus.consumer import Tx
-from shared.db import prepare_database
-from shared.settings import Settings
 from tests.support.infra import Backend
 
 VN = timezone(timedelta(hours=7))
@@ -86,8 +84,7 @@ def rating_id_of(event: events.CloudEvent) -> str:
 
 
 async def scoring_engine(backend: Backend) -> AsyncEngine:
-    settings = Settings(database_url=backend.database_url, data_dir=backend.data_dir)
-    return await prepare_database(settings.database_url_for("scoring"), "scoring")
+    return await backend.migrated_engine("scoring")
 
 
 async def apply(engine: AsyncEngine, batch: Iterable[events.CloudEvent], prefix: str = "t.") -> list[str]:
