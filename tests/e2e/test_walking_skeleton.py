@@ -78,10 +78,12 @@ def test_a_dissatisfied_rating_reaches_every_service_and_the_map(
         detail = workflow.get(f"/v1/tickets/{by_category['procedure']['id']}", admin).json()
         assert detail["rating_ids"] == [rating_id] and detail["history"][0]["action"] == "open"
 
-        # Publisher: the map answered 503 first, then got the score with the contract's headers.
+        # Publisher: the map answered 503 first, then got the score with the contract's headers. The dossier and the
+        # rating come on two topics: the map may first get the figure with the dossier alone, then the newer one.
         delivered = wait_until(
-            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"],
-            timeout=30, what="a delivered PUT for 79.SNV/2026-11",
+            lambda: [r for r in institution_map.delivered() if r.path == "/units/79.SNV/satisfaction/2026-11"
+                     and json.loads(r.body)["ratings"] == 1],
+            timeout=30, what="a delivered PUT for 79.SNV/2026-11 counting the rating",
         )
         # The map URL has no profile: only HCMC 104/2024's figure goes there, never five overwriting each other.
         assert {json.loads(r.body)["profile"] for r in institution_map.requests} == {"hcmc-2024"}
