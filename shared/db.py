@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from alembic import command
 from alembic.config import Config
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -222,6 +222,31 @@ def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]], seen:
 
 
 _NOTHING = object()
+
+
+async def delete_in_batches(
+    engine: AsyncEngine, table: sa.Table, condition: Any, *, batch_rows: int, pause_seconds: float = 0.0,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Delete the rows of `table` that match `condition`, lowest key first, `batch_rows` per transaction (with a
+    pause between them): retention must not hold SQLite's one write lock for seconds while writers wait.
+    `on_batch` is told each transaction's count; returns how many rows went."""
+    key = list(table.primary_key.columns)
+    oldest = sa.select(*key).where(condition).order_by(*key).limit(batch_rows)
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            keys = [tuple(row) for row in await conn.execute(oldest)]
+            if keys:
+                chosen = key[0].in_([k[0] for k in keys]) if len(key) == 1 else sa.tuple_(*key).in_(keys)
+                await conn.execute(table.delete().where(chosen))
+        total += len(keys)
+        if on_batch is not None:
+            on_batch(len(keys))
+        if len(keys) < batch_rows:
+            return total
+        if pause_seconds:
+            await asyncio.sleep(pause_seconds)
 
 
 async def fetch_tuples(conn: AsyncConnection, statement: Any) -> list[tuple[Any, ...]]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.publisher import store
 from services.publisher.metrics import PRUNED_ROWS
+from shared.db import delete_in_batches
 from shared.logging import get_logger
 from shared.service import Runtime
 from shared.settings import Settings
@@ -28,24 +29,17 @@ async def prune_once(engine: AsyncEngine, settings: Settings, now: datetime | No
     now = now or datetime.now(timezone.utc)
     limit = settings.publisher_prune_batch_rows
     plan = [
-        ("changes", settings.publisher_changes_retention_days, store.prune_changes),
-        ("delivery_attempts", settings.publisher_attempts_retention_days, store.prune_delivery_attempts),
+        ("changes", settings.publisher_changes_retention_days, store.superseded_changes_before),
+        ("delivery_attempts", settings.publisher_attempts_retention_days, store.delivery_attempts_before),
     ]
     deleted: dict[str, int] = {}
-    for table, days, prune in plan:
+    for table, days, expired in plan:
         if days <= 0:
             continue  # kept for good
-        before = now - timedelta(days=days)
-        total = 0
-        while True:
-            async with engine.begin() as conn:
-                count = await prune(conn, before, limit)
-            total += count
-            PRUNED_ROWS.labels(table).inc(count)
-            if count < limit:
-                break
-            await asyncio.sleep(PAUSE_BETWEEN_BATCHES_SECONDS)
-        deleted[table] = total
+        deleted[table] = await delete_in_batches(
+            engine, getattr(store, table), expired(now - timedelta(days=days)), batch_rows=limit,
+            pause_seconds=PAUSE_BETWEEN_BATCHES_SECONDS, on_batch=PRUNED_ROWS.labels(table).inc,
+        )
     return deleted
 
 

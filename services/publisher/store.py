@@ -516,27 +516,17 @@ async def release_claim(conn: AsyncConnection, delivery_id: int, owner: str) -> 
     )
 
 
-async def prune_changes(conn: AsyncConnection, before: datetime, limit: int) -> int:
-    """Delete up to `limit` feed entries published before `before` that a newer entry of the same result
-    supersedes, oldest first; a result's newest entry is kept whatever its age. Returns how many went."""
+def superseded_changes_before(before: datetime) -> Any:
+    """Feed entries published before `before` that a newer entry of the same result supersedes (what the
+    retention deletes); a result's newest entry is kept whatever its age."""
     newer = changes.alias("newer")
     superseded = sa.exists().where(
         newer.c.edition == changes.c.edition, newer.c.profile == changes.c.profile,
         newer.c.unit_code == changes.c.unit_code, newer.c.period == changes.c.period, newer.c.version > changes.c.version,
     )
-    seqs = list((await conn.execute(
-        sa.select(changes.c.seq).where(changes.c.published_at < before, superseded).order_by(changes.c.seq).limit(limit)
-    )).scalars())
-    if seqs:
-        await conn.execute(changes.delete().where(changes.c.seq.in_(seqs)))
-    return len(seqs)
+    return sa.and_(changes.c.published_at < before, superseded)
 
 
-async def prune_delivery_attempts(conn: AsyncConnection, before: datetime, limit: int) -> int:
-    """Delete up to `limit` logged delivery attempts made before `before`, oldest first. Returns how many went."""
-    ids = list((await conn.execute(
-        sa.select(delivery_attempts.c.id).where(delivery_attempts.c.at < before).order_by(delivery_attempts.c.id).limit(limit)
-    )).scalars())
-    if ids:
-        await conn.execute(delivery_attempts.delete().where(delivery_attempts.c.id.in_(ids)))
-    return len(ids)
+def delivery_attempts_before(before: datetime) -> Any:
+    """Logged delivery attempts made before `before` (what the retention deletes)."""
+    return delivery_attempts.c.at < before
