@@ -35,11 +35,11 @@ async def _configure(runtime: Runtime) -> None:
     runtime.extras.update(
         book=book, broadcast=broadcast, scorer=scorer, refresher=refresher, rate_limiter=RateLimiter(), ranking_cache=RankingCache(),
     )
-    await limit_sqlite_cache(runtime.engine, settings.scoring_sqlite_cache_mib)
+    await tune_sqlite_connections(runtime.engine, settings.scoring_sqlite_cache_mib)
     tune_garbage_collector(settings.scoring_gc_gen0_threshold)
 
 
-async def limit_sqlite_cache(engine: AsyncEngine, mib: int) -> None:
+async def tune_sqlite_connections(engine: AsyncEngine, mib: int) -> None:
     """Each SQLite connection's page cache at `mib` (after shared.db's pragmas, which set 64 MiB), and checkpoints
     every ~40 MB of WAL instead of 4 MB: a page rewritten by many batches (a busy unit's counters) is copied back
     once (catching up on 1 M ratings: 56 instead of 60 µs CPU per event). Scoring's database alone: with
