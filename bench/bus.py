@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared import events, topics
 from shared.bus.consumer import ConsumerRunner
 from shared.bus.outbox import OutboxRelay, add_many_to_outbox, create_producer
 from shared.db import prepare_database
+from shared.ids import new_id
 from shared.topics import topic_specs
 
 PREFIX = "benchbus."
@@ -35,7 +35,7 @@ def rating_events(count: int) -> list[events.CloudEvent]:
     for index in range(count):
         unit = f"79.U{index % 200:03d}"
         data = events.RatingAccepted(
-            rating_id=str(uuid.uuid4()), dossier_code=f"D-{index}", unit_code=unit, channel="kiosk",
+            rating_id=new_id(), dossier_code=f"D-{index}", unit_code=unit, channel="kiosk",
             submitted_at=completed + timedelta(minutes=2), dossier_completed_at=completed + timedelta(days=index % 60),
             overall="satisfied" if index % 5 else "dissatisfied", attitude="good", reasons=[],
         )

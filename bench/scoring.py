@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import ROOT, BenchContext, peak_rss_mb, ratio_row
 from shared import topics
+from shared.ids import new_id
 from shared.topics import topic_specs
 
 PREFIX = "benchscoring."
@@ -46,18 +46,19 @@ OVERALL = ("very_satisfied", "satisfied", "satisfied", "normal", "dissatisfied")
 
 
 def rating_value(index: int, units: int) -> tuple[bytes, bytes]:
-    """A rating.accepted CloudEvent as bytes (built as dicts: a million pydantic models would take minutes)."""
+    """A rating.accepted CloudEvent as bytes (built as dicts: a million pydantic models would take minutes), with
+    rating and event ids as intake issues them (shared.ids: time-ordered, in the order intake accepted them)."""
     unit = f"B.{index % units:05d}"
     completed = datetime(2026, 1 + (index // units) % MONTHS, 1 + index % 27, 3, 0, tzinfo=timezone.utc)
     data = {
-        "rating_id": str(uuid.uuid4()), "dossier_code": f"BD-{index:08d}", "unit_code": unit, "officer_ids": [],
+        "rating_id": new_id(), "dossier_code": f"BD-{index:08d}", "unit_code": unit, "officer_ids": [],
         "channel": "kiosk", "submitted_at": (completed + timedelta(minutes=2)).isoformat(),
         "dossier_completed_at": completed.isoformat(), "overall": OVERALL[(index * 7 + index // units) % 5],
         "attitude": "good" if index % 3 else "normal",
         "criteria": {"access": 1 + index % 5, "procedure": 1 + (index // 3) % 5, "officer": 5, "result": 4, "feedback": None},
         "reasons": [],
     }
-    event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/bench", "type": "vn.hailong.rating.accepted.v1",
+    event = {"specversion": "1.0", "id": new_id(), "source": "/bench", "type": "vn.hailong.rating.accepted.v1",
              "subject": unit, "time": completed.isoformat(), "datacontenttype": "application/json", "data": data}
     return unit.encode(), orjson.dumps(event)
 
@@ -67,7 +68,7 @@ def unit_values(units: int, provinces: int = 34) -> list[tuple[bytes, bytes]]:
     def event(code: str, level: str, parent: str | None) -> tuple[bytes, bytes]:
         data = {"code": code, "name": f"Đơn vị {code}", "level": level, "parent_code": parent}
         return code.encode(), orjson.dumps({
-            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/bench", "type": "vn.hailong.unit.upserted.v1",
+            "specversion": "1.0", "id": new_id(), "source": "/bench", "type": "vn.hailong.unit.upserted.v1",
             "subject": code, "time": datetime.now(timezone.utc).isoformat(), "datacontenttype": "application/json", "data": data,
         })
 

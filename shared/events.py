@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+
+from shared.ids import new_id
 
 # Event types: one constant each, so producers and handlers cannot drift apart.
 # The service that owns a topic is the only one that changes the schemas of the events on it.
@@ -329,7 +330,7 @@ def typed_event_from_bytes(raw: bytes) -> CloudEvent:
 
 def new_event(event_type: str, source: str, subject: str, data: EventData) -> CloudEvent:
     return CloudEvent(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         source=source,
         type=event_type,
         subject=subject,

@@ -7,10 +7,8 @@ the whole batch, not per item, so a portal's batch of 1,000 costs a handful of s
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -33,6 +31,7 @@ from shared.bus.consumer import Tx
 from shared.bus.outbox import bundled_rows
 from shared.db import execute_many, upsert, upsert_statement
 from shared.events import CloudEvent
+from shared.ids import new_id, new_ids
 from shared.problems import Problem
 from shared.settings import Settings
 
@@ -383,7 +382,7 @@ class Candidate:
         }
         if self.flags:
             data["flags"] = [{"rule": f.rule, "detail": f.detail} for f in self.flags]
-        event_id = event_id or str(uuid.uuid4())
+        event_id = event_id or new_id()
         envelope = {
             "specversion": "1.0", "id": event_id, "source": SOURCE,
             "type": events.RATING_FLAGGED if self.flags else events.RATING_ACCEPTED, "subject": self.unit_code,
@@ -651,14 +650,14 @@ async def correct_rating(
         if dossier is not None and correction.submitted_at < dossier.completed_at:
             raise Problem(422, "Rating contradicts its dossier", "the correction is dated before its dossier was completed",
                           errors=[{"field": "body.submitted_at", "message": "before the dossier's completion"}])
-    new_id = str(uuid.uuid4())
+    correction_id = new_id()
     marked = await conn.execute(
-        ratings.update().where(ratings.c.rating_id == rating_id, ratings.c.superseded_by.is_(None)).values(superseded_by=new_id)
+        ratings.update().where(ratings.c.rating_id == rating_id, ratings.c.superseded_by.is_(None)).values(superseded_by=correction_id)
     )
     if marked.rowcount != 1:
         raise Problem(409, "Rating already corrected", f"rating {rating_id} was corrected concurrently")
     row = {
-        "rating_id": new_id, "dossier_code": original.dossier_code, "channel": original.channel, "device_id": original.device_id,
+        "rating_id": correction_id, "dossier_code": original.dossier_code, "channel": original.channel, "device_id": original.device_id,
         "submitted_at": correction.submitted_at, "overall": correction.overall, "attitude": correction.attitude,
         "criteria": correction.criteria.model_dump(exclude_none=True) if correction.criteria else None,
         "reasons": list(correction.reasons), "comment": correction.comment or None,
@@ -675,7 +674,7 @@ async def correct_rating(
         row["status"], row["flags"] = candidate.status, candidate.flags_json()
     await conn.execute(ratings.insert().values(**row))
     metrics.RATINGS.labels(row["channel"], row["status"]).inc()
-    return RatingOutcome(new_id, row["status"])
+    return RatingOutcome(correction_id, row["status"])
 
 
 # --- assessments ------------------------------------------------------------------------------------
@@ -774,20 +773,6 @@ async def remember_response(conn: AsyncConnection, principal: Principal, key: st
             principal=principal.subject, key=key, request_hash=fingerprint, status_code=status_code, response=response, created_at=_now(),
         )
     )
-
-
-def new_ids(count: int) -> Iterator[str]:
-    """Random (version 4) UUIDs from one read of the system's random source: uuid4() reads it once per id, and
-    those system calls were 8 % of the event loop's time while writing batches (bench/notes/intake.md).
-
-    The version and variant bits are set on the whole buffer at once and the text cut from one hex string:
-    `str(uuid.UUID(bytes=..., version=4))` cost ~3.3 µs an id, this ~0.9 µs (the same RFC 4122 text)."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # variant RFC 4122
-    text = raw.hex()
-    for s in range(0, 32 * count, 32):
-        yield f"{text[s:s + 8]}-{text[s + 8:s + 12]}-{text[s + 12:s + 16]}-{text[s + 16:s + 20]}-{text[s + 20:s + 32]}"
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:

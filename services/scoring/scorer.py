@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,6 +32,7 @@ from shared import events, topics
 from shared.aio import wait_event
 from shared.bus.outbox import add_serialised_to_outbox
 from shared.db import execute_many, in_values, insert_statement, upsert_statement
+from shared.ids import new_id
 from shared.logging import get_logger
 from shared.memory import release_free_memory
 
@@ -52,7 +52,7 @@ class PassResult:
 
 def _outgoing(topic: str, key: str, event_type: str, time: str, data: bytes) -> tuple[str, str, str, bytes]:
     """(topic, key, event id, CloudEvent bytes) with `data` already serialised."""
-    event_id = str(uuid.uuid4())
+    event_id = new_id()
     head = orjson.dumps({"specversion": "1.0", "id": event_id, "source": SOURCE, "type": event_type, "subject": key,
                          "time": time, "datacontenttype": "application/json"})
     return topic, key, event_id, head[:-1] + b',"data":' + data + b"}"

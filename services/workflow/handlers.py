@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from shared.auth import DEV_JWT_SECRET
 from shared.bus.consumer import Handler, Tx
 from shared.bus.outbox import add_to_outbox
 from shared.db import upsert, upsert_statement
+from shared.ids import new_id
 from shared.periods import local_time, month_of, parse_period
 from shared.settings import Settings
 
@@ -132,7 +132,7 @@ async def create_verification_task(
     if await ctx.conn.scalar(sa.select(table.c.id).where(table.c.rating_id == rating_id)) is not None:
         return False
     await ctx.conn.execute(table.insert().values(
-        id=str(uuid.uuid4()), rating_id=rating_id, unit_code=unit_code, dossier_code=dossier_code, period=period,
+        id=new_id(), rating_id=rating_id, unit_code=unit_code, dossier_code=dossier_code, period=period,
         channel=channel, reason=reason, status="pending", rating=held, created_at=utcnow(),
     ))
     return True

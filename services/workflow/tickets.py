@@ -6,7 +6,6 @@ event and its notifications together, so a crash leaves all of them or none.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +20,7 @@ from shared import events, topics
 from shared.bus.outbox import add_many_to_outbox
 from shared.calendar import WorkingCalendar, default_calendar
 from shared.db import upsert_statement
+from shared.ids import new_id
 from shared.settings import Settings
 
 SOURCE = "/hailong/workflow"
@@ -55,7 +55,7 @@ async def open_ticket(
     escalated_to: str | None = None, rating: tuple[str, list[str]] | None = None,
 ) -> str:
     """A new ticket due N working days after `opened_at` (the day it opens does not count)."""
-    ticket_id = str(uuid.uuid4())
+    ticket_id = new_id()
     due_at = ctx.calendar.deadline(opened_at, ctx.rules.days_for(category))
     await ctx.conn.execute(store.tickets.insert().values(
         id=ticket_id, unit_code=unit_code, category=category, source=source, severity=severity, status=lifecycle.OPEN,
@@ -181,6 +181,6 @@ async def ensure_obligation(ctx: Context, obligation: obligations.Obligation) ->
     """Record a reporting duty once, whichever replica or event gets there first."""
     keys = ["kind", "scope", "period"]
     await ctx.conn.execute(upsert_statement(store.obligations, keys, keys, ctx.conn.dialect.name).values(
-        id=str(uuid.uuid4()), kind=obligation.kind, scope=obligation.scope, period=obligation.period,
+        id=new_id(), kind=obligation.kind, scope=obligation.scope, period=obligation.period,
         due_at=obligation.due_at, created_at=utcnow(),
     ))

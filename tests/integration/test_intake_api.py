@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import orjson
@@ -12,7 +11,6 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from services.intake.app import build
-from services.intake.handlers import new_ids
 from services.intake.keys import create_api_key
 from shared.auth import issue_jwt
 from shared.db import create_engine_for
@@ -177,10 +175,3 @@ def test_the_respondents_phone_is_never_stored_in_clear(intake: Intake) -> None:
     everything = asyncio.run(dump())
     assert record["dossier_code"] in everything  # the dump really holds the data
     assert PHONE not in everything and "901234567" not in everything
-
-
-def test_new_ids_are_distinct_random_uuids() -> None:
-    ids = list(new_ids(1000))  # rating and event ids of a write come from one read of the random source
-    assert len(set(ids)) == 1000
-    assert all(uuid.UUID(value).version == 4 and uuid.UUID(value).variant == uuid.RFC_4122 for value in ids)
-    assert list(new_ids(0)) == []
