@@ -14,10 +14,12 @@ So the counters always equal the sum of the current contributions, whatever the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -77,6 +79,18 @@ def month_of(moment: datetime) -> str:
     """`YYYY-MM` of a moment in Việt Nam (as shared.periods.month_of; a fixed offset converts 5× faster)."""
     local = moment.astimezone(VIETNAM_OFFSET)
     return f"{local.year}-{local.month:02d}"
+
+
+sipas_answers = attrgetter(*SIPAS_FACTORS)  # a rating's criteria as a tuple in SIPAS_FACTORS' order
+
+
+@lru_cache(maxsize=4096)
+def answers_of(overall: str, attitude: str | None, criteria: tuple[int | None, ...] | None) -> Mapping[str, int]:
+    """What a counted rating with these answers adds (counters.rating_vector), the SIPAS criteria in SIPAS_FACTORS'
+    order. A few hundred combinations recur among millions of ratings, so each is computed once; the vector is
+    shared by every rating that gave those answers, hence read-only."""
+    facts = RatingFacts(overall, attitude, dict(zip(SIPAS_FACTORS, criteria)) if criteria is not None else None)
+    return MappingProxyType(rating_vector(facts))
 
 
 def placement_of(unit_code: str, completed_at: datetime, officer_ids: Iterable[str]) -> Placement:
@@ -306,11 +320,14 @@ async def apply_contributions(conn: AsyncConnection, batch: Batch, calendar: Wor
         dossiers[dossier.dossier_code] = DossierState(dossier.dossier_code, dossier.revision, placement, dossier_facts(data), rated)
         new_facts[dossier.dossier_code] = data
     for rating, flagged in batch.ratings:
-        state = ratings.get(rating.rating_id) or RatingState(rating.rating_id)
         criteria = rating.criteria
-        answers = rating_vector(RatingFacts(rating.overall, rating.attitude, {f: getattr(criteria, f) for f in SIPAS_FACTORS} if criteria else None))
+        answers = answers_of(rating.overall, rating.attitude, sipas_answers(criteria) if criteria else None)
         placement = placement_of(rating.unit_code, rating.dossier_completed_at, rating.officer_ids)
-        ratings[rating.rating_id] = state.arrive(rating.dossier_code, placement, answers, flagged)
+        state = ratings.get(rating.rating_id)
+        if state is None:  # the usual case, built at once: what RatingState(rating_id).arrive(...) gives
+            ratings[rating.rating_id] = RatingState(rating.rating_id, rating.dossier_code, placement, answers, True, flagged)
+        else:
+            ratings[rating.rating_id] = state.arrive(rating.dossier_code, placement, answers, flagged)
         if rating.supersedes:
             target = ratings.get(rating.supersedes) or RatingState(rating.supersedes, dossier_code=rating.dossier_code)
             ratings[rating.supersedes] = target.supersede(rating.rating_id)

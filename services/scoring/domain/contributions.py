@@ -11,6 +11,7 @@ were seen, never on their order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -34,7 +35,7 @@ class RatingState:
     rating_id: str
     dossier_code: str | None = None
     placement: Placement | None = None  # from the rating event; a known dossier's placement overrides it
-    answers: Vector | None = None  # what the rating adds when it counts (counters.rating_vector of its answers)
+    answers: Mapping[str, int] | None = None  # what the rating adds when it counts (counters.rating_vector of its answers)
     arrived: bool = False
     flagged: bool = False
     verdict: str | None = None  # genuine | not_genuine
@@ -61,7 +62,7 @@ class RatingState:
     def dissatisfied(self) -> bool:
         return self.counted and bool(self.answers and self.answers.get("dissatisfied"))
 
-    def arrive(self, dossier_code: str, placement: Placement, answers: Vector, flagged: bool) -> RatingState:
+    def arrive(self, dossier_code: str, placement: Placement, answers: Mapping[str, int], flagged: bool) -> RatingState:
         # A flag is never lifted by a later accepted event for the same rating: only a verdict lifts it.
         # (Built directly rather than with dataclasses.replace: this runs once per rating on the hot path.)
         return RatingState(
