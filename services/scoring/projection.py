@@ -68,7 +68,9 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]
         yield items[start:start + size]
 
 
-def officers_json(officer_ids: Iterable[str]) -> str:
+def officers_json(officer_ids: Sequence[str]) -> str:
+    if not officer_ids:
+        return "[]"  # most ratings name no officer
     return orjson.dumps(sorted(set(officer_ids))).decode()
 
 
