@@ -86,12 +86,16 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         return None
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # First, before anything is awaited: while this listener reads the stored offsets, aiokafka positions the new
+        # partitions at the group's offsets in Kafka (only advisory: a database restored from a backup, or a new one,
+        # is behind them) and fetches from there. The runner drops whatever it fetched meanwhile and seeks to the
+        # stored offsets itself before it applies anything; otherwise it would apply from Kafka's offset and then
+        # skip everything before it as already applied.
+        self.runner.rewind_pending = True
         try:
             await self.runner.seek_to_stored(list(assigned))
         except Exception as exc:
-            # aiokafka only logs a listener's failure and fetches on from Kafka's committed offsets: the runner
-            # seeks to the stored ones before it applies anything.
-            self.runner.rewind_pending = True
+            # aiokafka only logs a listener's failure; the runner's own seek (above) still comes before applying.
             log.warning("could not seek to stored offsets on assignment; will before applying", error=repr(exc))
 
 
