@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -179,8 +180,13 @@ def test_the_respondents_phone_is_never_stored_in_clear(intake: Intake) -> None:
     assert PHONE not in everything and "901234567" not in everything
 
 
-def test_new_ids_are_distinct_random_uuids() -> None:
+def test_new_ids_are_distinct_time_ordered_uuids() -> None:
+    before = int(time.time() * 1000)
     ids = list(new_ids(1000))  # rating and event ids of a write come from one read of the random source
+    after = int(time.time() * 1000)
     assert len(set(ids)) == 1000
-    assert all(uuid.UUID(value).version == 4 and uuid.UUID(value).variant == uuid.RFC_4122 for value in ids)
+    assert all(uuid.UUID(value).version == 7 and uuid.UUID(value).variant == uuid.RFC_4122 for value in ids)
+    assert ids == sorted(ids)  # primary keys: a write's rows go to the end of the index
+    assert all(before <= uuid.UUID(value).int >> 80 <= after for value in ids)  # RFC 9562: Unix time in ms first
+    assert len({uuid.UUID(value).int & (2**62 - 1) for value in ids}) == 1000  # and random bits after it
     assert list(new_ids(0)) == []
