@@ -187,11 +187,16 @@ async def execute_many(conn: AsyncConnection, statement: Any, rows: Sequence[Map
         take = itemgetter(*names)  # every value from the row: one C call per row
         tuples = [take(row) for row in rows] if len(names) > 1 else [(take(row),) for row in rows]
         if converters:
-            # One cache per converted column, by identity: rows of a write often share a value object (its
-            # timestamp, its trace headers, a JSON value the caller interned), converted once. Safe by identity:
-            # every value stays referenced by `rows` for the whole call, so no id is reused meanwhile.
-            seen: list[dict[int, Any]] = [{} for _ in converters]
-            tuples = [_converted(values, converters, seen) for values in tuples]
+            # Converted a column at a time, each distinct value object once: rows of a write often share a value
+            # object (its timestamp, its trace headers, a JSON value the caller interned). By identity, which is
+            # safe: every value stays referenced by `rows` for the whole call, so no id is reused meanwhile. The
+            # loops over rows are C (zip, map); a Python function per row cost ~2.5 µs a rating of a batch.
+            columns: list[Any] = list(zip(*tuples))
+            for i, convert in converters:
+                ids = list(map(id, columns[i]))
+                converted = {key: convert(value) for key, value in dict(zip(ids, columns[i])).items()}
+                columns[i] = map(converted.__getitem__, ids)
+            tuples = list(zip(*columns))
     else:
         tuples = []
         for row in rows:
@@ -210,20 +215,6 @@ def _compiled(statement: Any, dialect: sa.Dialect, column_keys: tuple[str, ...])
     `upsert_statement` or an `lru_cache`d builder). One built per call misses every time and its compiled form
     stays here until pushed out: scoring's peak memory grew by ~100 MB that way while catching up."""
     return statement.compile(dialect=dialect, column_keys=list(column_keys))
-
-
-def _converted(values: tuple[Any, ...], converters: list[tuple[int, Any]], seen: list[dict[int, Any]]) -> tuple[Any, ...]:
-    out = list(values)
-    for (i, convert), cache in zip(converters, seen):
-        value = out[i]
-        converted = cache.get(id(value), _NOTHING)
-        if converted is _NOTHING:
-            converted = cache[id(value)] = convert(value)
-        out[i] = converted
-    return tuple(out)
-
-
-_NOTHING = object()
 
 
 async def delete_in_batches(
