@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
 
 from fastapi import FastAPI
@@ -16,11 +15,13 @@ from services.intake.registry import Registry
 from services.intake.writer import RatingWriter
 from shared import topics
 from shared.logging import get_logger
+from shared.memory import tune_garbage_collector
 from shared.ratelimit import RateLimiter
 from shared.service import Runtime, ServiceSpec, create_app
 from shared.settings import Settings, get_settings
 
 DEV_RESPONDENT_HASH_KEY = "hailong-dev-only-respondent-key"
+INTAKE_GC_GEN0_THRESHOLD = 25_000  # young-generation collections: see _configure
 log = get_logger(__name__)
 
 
@@ -45,14 +46,10 @@ async def _configure(runtime: Runtime) -> None:
     )
     runtime.extras["limiter"] = RateLimiter()
     runtime.extras["rating_writer"] = RatingWriter(runtime)
-    # What is alive now (modules, schemas, compiled statements, the registry) lives as long as the process:
-    # out of the collector's way, a full collection no longer walks it (each walk paused every request in
-    # flight for tens of milliseconds; bench/notes/intake.md).
-    gc.freeze()
     # A batch of 1,000 ratings keeps ~15,000 container objects alive until its answer, then drops them: at the
     # default threshold (700) each batch ran ~25 young collections walking them and now and then a full one
     # (3–4 µs of CPU per rating in process). At 25,000 a batch's objects are mostly gone before a collection.
-    gc.set_threshold(25_000, 10, 10)
+    tune_garbage_collector(INTAKE_GC_GEN0_THRESHOLD)
 
 
 async def write_ratings(runtime: Runtime) -> None:

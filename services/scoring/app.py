@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import gc
 
 from fastapi import FastAPI
 from sqlalchemy import event
@@ -18,6 +17,7 @@ from services.scoring.rankings import RankingRefresher
 from services.scoring.reads import RankingCache
 from services.scoring.scorer import Scorer
 from shared import topics
+from shared.memory import tune_garbage_collector
 from shared.ratelimit import RateLimiter
 from shared.service import Runtime, ServiceSpec, create_app
 from shared.settings import Settings
@@ -58,19 +58,6 @@ async def tune_sqlite_connections(engine: AsyncEngine, mib: int) -> None:
         cursor.close()
 
     await engine.dispose()  # the connection the migrations used was opened with the larger cache
-
-
-def tune_garbage_collector(gen0_threshold: int) -> None:
-    """Fewer, larger young collections, and what start-up built (modules, schemas, the app) out of every scan.
-
-    The consumer's objects live for one batch and die by reference counting; the cyclic collector only
-    needs to run now and then, not every 700 allocations."""
-    if gen0_threshold <= 0:
-        return
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0_threshold, gc.get_threshold()[0]), gen1, gen2)
 
 
 async def publish_scores(runtime: Runtime) -> None:
