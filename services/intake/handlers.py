@@ -391,6 +391,22 @@ class Candidate:
         return event_id, orjson.dumps(envelope)
 
 
+def _integrity_flags(intake: Intake, candidate: Candidate, burst: dict[str, int], repeat: dict[str, dict[str, int]]) -> list[Flag]:
+    """What the integrity rules find against one rating of a write."""
+    if candidate.device_id is None and candidate.respondent_hash is None:
+        # Every rule of flags_for needs a device or a respondent: a portal's anonymous rating trips none, and
+        # gathering its empty evidence cost ~3 µs a rating of a batch.
+        return []
+    return flags_for(Evidence(
+        unit_code=candidate.unit_code,
+        device_id=candidate.device_id,
+        device_owner=intake.registry.staff_device(candidate.device_id, candidate.unit_code, candidate.officer_ids),
+        phone_owner=intake.registry.staff_phone(candidate.respondent_hash, candidate.unit_code, candidate.officer_ids),
+        device_ratings_in_window=burst.get(candidate.rating_id, 0),
+        respondent_ratings_per_officer=repeat.get(candidate.rating_id, {}),
+    ), intake.limits)
+
+
 async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candidate], traceparent: str | None) -> None:
     """Decide each candidate's flags (Đà Nẵng 5697/2017 Art. 4.2.a), record who it rated, emit its event."""
     if not candidates:
@@ -406,23 +422,9 @@ async def _settle(conn: AsyncConnection, intake: Intake, candidates: list[Candid
     outbox: list[tuple[str, str, bytes, dict[str, str]]] = []
     event_ids = new_ids(len(candidates))
     for candidate in candidates:
-        if candidate.device_id is None and candidate.respondent_hash is None:
-            # Every rule of flags_for needs a device or a respondent: a portal's anonymous rating trips none, and
-            # gathering its empty evidence cost ~3 µs a rating of a batch.
-            found: list[Flag] = []
-            candidate.flags = list(candidate.carried_flags)
-        else:
-            evidence = Evidence(
-                unit_code=candidate.unit_code,
-                device_id=candidate.device_id,
-                device_owner=intake.registry.staff_device(candidate.device_id, candidate.unit_code, candidate.officer_ids),
-                phone_owner=intake.registry.staff_phone(candidate.respondent_hash, candidate.unit_code, candidate.officer_ids),
-                device_ratings_in_window=burst.get(candidate.rating_id, 0),
-                respondent_ratings_per_officer=repeat.get(candidate.rating_id, {}),
-            )
-            found = flags_for(evidence, limits)
-            rules = {f.rule for f in found}
-            candidate.flags = found + [f for f in candidate.carried_flags if f.rule not in rules]
+        found = _integrity_flags(intake, candidate, burst, repeat)
+        rules = {f.rule for f in found}
+        candidate.flags = found + [f for f in candidate.carried_flags if f.rule not in rules]
         candidate.status = FLAGGED if candidate.flags else ACCEPTED
         if found:
             flagged.update(flag.rule for flag in found)
