@@ -78,7 +78,7 @@ Handler = Callable[[CloudEvent, EventData, Tx], Awaitable[None]]
 BatchHook = Callable[[Tx], Awaitable[None]]
 
 
-class _SeekToStoredOffsets(ConsumerRebalanceListener):
+class _RewindOnAssignment(ConsumerRebalanceListener):
     def __init__(self, runner: ConsumerRunner) -> None:
         self.runner = runner
 
@@ -86,17 +86,12 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         return None
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        # First, before anything is awaited: while this listener reads the stored offsets, aiokafka positions the new
-        # partitions at the group's offsets in Kafka (only advisory: a database restored from a backup, or a new one,
-        # is behind them) and fetches from there. The runner drops whatever it fetched meanwhile and seeks to the
-        # stored offsets itself before it applies anything; otherwise it would apply from Kafka's offset and then
-        # skip everything before it as already applied.
+        # aiokafka positions new partitions at the group's offsets in Kafka — only advisory, and ahead of a database
+        # that is new or restored from a backup — and fetches from there. Applied, such a batch would store its
+        # offset and everything before it would then look applied. So nothing fetched is applied until the runner
+        # has sought to the stored offsets itself (run(): it drops what it fetched meanwhile, and a seek that fails
+        # because the database is away stays pending until it succeeds).
         self.runner.rewind_pending = True
-        try:
-            await self.runner.seek_to_stored(list(assigned))
-        except Exception as exc:
-            # aiokafka only logs a listener's failure; the runner's own seek (above) still comes before applying.
-            log.warning("could not seek to stored offsets on assignment; will before applying", error=repr(exc))
 
 
 class ConsumerRunner:
@@ -150,7 +145,7 @@ class ConsumerRunner:
                     self.rewind_pending = False
                 batch = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 if self.rewind_pending:
-                    continue  # a rebalance during the fetch could not read the stored offsets: seek first
+                    continue  # partitions were assigned during the fetch: it may come from Kafka's offsets; seek first
                 self.kafka_ok = True
                 if batch:
                     await self._process_batch(batch)
@@ -196,7 +191,7 @@ class ConsumerRunner:
         except BaseException:
             await consumer.stop()
             raise
-        consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+        consumer.subscribe(self.topics, listener=_RewindOnAssignment(self))
         self.consumer = consumer
 
     async def stored_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
