@@ -25,6 +25,7 @@ from shared.auth import DEV_JWT_SECRET, ApiKeyStore, Principal, split_api_key, v
 from shared.bodysize import BodySizeLimit
 from shared.bus.consumer import BatchHook, ConsumerRunner, Handler
 from shared.bus.outbox import OutboxRelay
+from shared.bus.relay_process import ProcessRelay
 from shared.bus.tables import BusTables
 from shared.db import is_unavailable, prepare_database
 from shared.logging import configure_logging, get_logger
@@ -56,6 +57,8 @@ class ServiceSpec:
     on_start: list[BackgroundWorker] = field(default_factory=list)
     max_body_bytes: int = 1024 * 1024  # 413 above this …
     large_body_paths: dict[str, int] = field(default_factory=dict)  # … except paths ending so (batches, imports)
+    # The outbox relay in a child process (shared/bus/relay_process.py) unless settings.outbox_relay_process is off.
+    relay_in_child_process: bool = False
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Runtime:
     spec: ServiceSpec
     settings: Settings
     engine: AsyncEngine
-    relay: OutboxRelay
+    relay: OutboxRelay | ProcessRelay
     consumer: ConsumerRunner | None = None
     api_keys: ApiKeyStore | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -186,11 +189,20 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         limit_malloc_arenas(settings.malloc_arena_max)  # before the database threads start
         if not settings.dev_mode:
             settings.require_secrets(*spec.required_secrets)
-        engine = await prepare_database(settings.database_url_for(spec.name), spec.name)
-        relay = OutboxRelay(
-            spec.name, engine, spec.bus, settings.kafka_bootstrap,
-            batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-        )
+        database_url = settings.database_url_for(spec.name)
+        engine = await prepare_database(database_url, spec.name)
+        relay: OutboxRelay | ProcessRelay
+        if spec.relay_in_child_process and settings.outbox_relay_process:
+            relay = ProcessRelay(
+                spec.name, engine, spec.bus, database_url, settings.kafka_bootstrap,
+                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+                log_level=settings.log_level, log_json=settings.log_json,
+            )
+        else:
+            relay = OutboxRelay(
+                spec.name, engine, spec.bus, settings.kafka_bootstrap,
+                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+            )
         runtime = Runtime(spec, settings, engine, relay)
         if spec.subscriptions:
             runtime.consumer = ConsumerRunner(

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     consumer_max_retries: int = Field(3, ge=0)
     outbox_batch_size: int = Field(2000, ge=1)  # rows per relay round trip
     outbox_poll_seconds: float = Field(0.5, gt=0)
+    # Services that publish from their request path (intake) relay in a child process of their own: the relay's
+    # work then runs beside the requests instead of between them (shared/bus/relay_process.py). False: in process.
+    outbox_relay_process: bool = True
 
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON when stdout is not a terminal

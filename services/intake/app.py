@@ -111,6 +111,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         on_start=[_configure],
         max_body_bytes=settings.intake_max_body_bytes,
         large_body_paths={"/batch": settings.intake_max_batch_body_bytes, "/imports/paper": settings.intake_max_batch_body_bytes},
+        relay_in_child_process=True,  # publishing beside the requests, not between them (bench/notes/intake.md)
     )
     return create_app(spec, settings)
 

@@ -172,6 +172,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._last_prune = datetime.now(timezone.utc)
+        self.published: Counter[str] = Counter()  # records published per topic since start (relay_process reports it)
+        self.last_backlog = 0
         # Built once (compiled and cached once by SQLAlchemy); a fresh IN list per pass built an object per id.
         outbox = tables.outbox
         self._unsent_rows = (
@@ -212,9 +214,13 @@ class OutboxRelay:
                 log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=round(delay, 2))
                 await self._sleep(delay)
 
-    async def stop(self) -> None:
+    def request_stop(self) -> None:
+        """End `run` after the round in hand (its records published and deleted), without interrupting it."""
         self._stopping = True
         self.wake()
+
+    async def stop(self) -> None:
+        self.request_stop()
         await self._drop_producer()
 
     async def _drop_producer(self) -> None:
@@ -251,6 +257,7 @@ class OutboxRelay:
             await conn.execute(self._delete_sent, {"ids": taken})
         for topic, records in published.items():
             EVENTS_OUT.labels(self.service, topic).inc(records)
+        self.published.update(published)
         return sum(published.values())
 
     async def _publish(self, rows: list[Any]) -> tuple[list[asyncio.Future[Any]], Counter[str]]:
@@ -341,7 +348,8 @@ class OutboxRelay:
             backlog = await conn.scalar(
                 sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
             )
-        OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        self.last_backlog = backlog or 0
+        OUTBOX_BACKLOG.labels(self.service).set(self.last_backlog)
 
     async def backlog(self) -> int:
         outbox = self.tables.outbox
