@@ -1,5 +1,5 @@
 """The ceiling of bench/intake.py: the same FastAPI stack and request handling as intake (problem handlers,
-body caps, request metrics, pydantic validation of the rating, the batch read and validated by intake's own
+body caps, the NUL guard, request metrics, pydantic validation of the rating, the batch read and validated by intake's own
 `read_rating_batch`, answers serialised as intake serialises them), answering without a database or Kafka."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from services.intake.schemas import RatingIn
 from shared.bodysize import BodySizeLimit
 from shared.problems import install_problem_handlers
 from shared.service import _RequestMetrics  # noqa: PLC2701 - the very middleware intake runs behind
+from shared.textguard import RefuseNul
 
 app = FastAPI(title="intake ceiling")
 install_problem_handlers(app)
@@ -33,5 +34,6 @@ async def post_batch(request: Request, authorization: str = Header()) -> JsonAns
     return JsonAnswer({"items": items, "accepted": len(items) - failed, "failed": failed})
 
 
+app.add_middleware(RefuseNul)  # inside the size cap, as create_app adds it
 app.add_middleware(BodySizeLimit, default=64 * 1024, large={"/batch": 8 * 1024 * 1024})
 app.add_middleware(_RequestMetrics, service="ceiling")

@@ -175,6 +175,19 @@ class UvicornProcess:
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(self.process.pid)
 
+    def children(self) -> list[int]:
+        """The pids of the server's live child processes (intake's outbox relay)."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        return pids
+
+    def children_cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.children())
+
+    def children_peak_rss_mb(self) -> float:
+        return sum(peak_rss_mb(pid) for pid in self.children())
+
     def stop(self) -> None:
         self.process.terminate()
         try:
