@@ -129,6 +129,11 @@ class ProcessRelay:
         try:
             while line := await reader.readline():
                 self._take_report(line)
+        except asyncio.CancelledError:  # the service is stopping: let the child finish, and take its last report
+            await self._end_child()
+            while line := await reader.readline():  # up to its exit, which closes the pipe
+                self._take_report(line)
+            raise
         finally:
             transport.close()
         return await self._child.wait()
@@ -191,7 +196,13 @@ async def _child_main(service: str) -> None:
         service, engine, tables, os.environ[ENV_BOOTSTRAP],
         batch_size=int(os.environ[ENV_BATCH_SIZE]), poll_seconds=float(os.environ[ENV_POLL_SECONDS]),
     )
-    report = os.fdopen(int(os.environ[ENV_REPORT_FD]), "wb", buffering=0)
+    report_pipe = os.fdopen(int(os.environ[ENV_REPORT_FD]), "wb", buffering=0)
+
+    def report(state: dict[str, Any]) -> None:
+        try:
+            report_pipe.write(json.dumps(state).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # the parent is gone or no longer listening: the outbox, not the report, is what counts
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
@@ -206,7 +217,7 @@ async def _child_main(service: str) -> None:
         while True:
             state = {"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog}
             if state != last:
-                report.write(json.dumps(state).encode() + b"\n")
+                report(state)
                 last = state
             await asyncio.sleep(REPORT_SECONDS)
 
@@ -219,7 +230,7 @@ async def _child_main(service: str) -> None:
         await relay.stop()
         await engine.dispose()
     # The last word: what this child published in full.
-    report.write(json.dumps({"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog}).encode() + b"\n")
+    report({"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog})
 
 
 def main() -> None:
