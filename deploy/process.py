@@ -8,7 +8,8 @@ import signal
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for Popen: the child gets SIGTERM when its parent dies, even by kill -9."""
+def die_with_parent(signal_number: int = signal.SIGTERM) -> None:
+    """`preexec_fn` for Popen (or a child's first call): the child gets `signal_number` when its parent dies,
+    even by kill -9."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, signal_number)

@@ -191,18 +191,13 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
             settings.require_secrets(*spec.required_secrets)
         database_url = settings.database_url_for(spec.name)
         engine = await prepare_database(database_url, spec.name)
+        batch_size, poll_seconds = settings.outbox_batch_size, settings.outbox_poll_seconds
         relay: OutboxRelay | ProcessRelay
         if spec.relay_in_child_process and settings.outbox_relay_process:
-            relay = ProcessRelay(
-                spec.name, engine, spec.bus, database_url, settings.kafka_bootstrap,
-                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-                log_level=settings.log_level, log_json=settings.log_json,
-            )
+            relay = ProcessRelay(spec.name, engine, spec.bus, database_url, settings.kafka_bootstrap, batch_size=batch_size,
+                                 poll_seconds=poll_seconds, log_level=settings.log_level, log_json=settings.log_json)
         else:
-            relay = OutboxRelay(
-                spec.name, engine, spec.bus, settings.kafka_bootstrap,
-                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-            )
+            relay = OutboxRelay(spec.name, engine, spec.bus, settings.kafka_bootstrap, batch_size=batch_size, poll_seconds=poll_seconds)
         runtime = Runtime(spec, settings, engine, relay)
         if spec.subscriptions:
             runtime.consumer = ConsumerRunner(

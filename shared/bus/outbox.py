@@ -343,18 +343,15 @@ class OutboxRelay:
             await conn.execute(outbox.delete().where(outbox.c.sent_at < now - SENT_ROW_RETENTION))
 
     async def _refresh_backlog_gauge(self) -> None:
-        outbox = self.tables.outbox
-        async with self.engine.connect() as conn:
-            backlog = await conn.scalar(
-                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            )
-        self.last_backlog = backlog or 0
+        self.last_backlog = await self.backlog()
         OUTBOX_BACKLOG.labels(self.service).set(self.last_backlog)
 
     async def backlog(self) -> int:
-        outbox = self.tables.outbox
-        async with self.engine.connect() as conn:
-            return int(
-                await conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None)))
-                or 0
-            )
+        return await count_unsent(self.engine, self.tables)
+
+
+async def count_unsent(engine: AsyncEngine, tables: BusTables) -> int:
+    """Outbox rows not yet published (the backlog)."""
+    outbox = tables.outbox
+    async with engine.connect() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))) or 0)

@@ -20,7 +20,6 @@ Run alone for a look: `python -m shared.bus.relay_process intake` with the HAILO
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib
 import json
 import os
@@ -31,7 +30,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bus.outbox import OutboxRelay
+from deploy.process import die_with_parent
+from shared.bus.outbox import OutboxRelay, count_unsent
 from shared.bus.tables import BusTables
 from shared.logging import get_logger
 from shared.metrics import EVENTS_OUT, OUTBOX_BACKLOG
@@ -171,18 +171,15 @@ class ProcessRelay:
             await child.wait()
 
     async def backlog(self) -> int:
-        return await OutboxRelay.backlog(self)  # type: ignore[arg-type]  # the same count, over the parent's engine
+        return await count_unsent(self.engine, self.tables)
 
 
 # --- the child -----------------------------------------------------------------------------------------------
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL when the parent goes, however it goes (Linux); the rows wait in the outbox for the next relay."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: end of file on stdin still stops the child when the parent exits
+    """SIGKILL when the parent goes, however it goes; the rows wait in the outbox for the next relay."""
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:
         sys.exit(0)  # the parent went before the line above took effect
 
@@ -198,11 +195,15 @@ async def _child_main(service: str) -> None:
     )
     report_pipe = os.fdopen(int(os.environ[ENV_REPORT_FD]), "wb", buffering=0)
 
-    def report(state: dict[str, Any]) -> None:
+    def state() -> dict[str, Any]:
+        return {"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog}
+
+    def report(reported: dict[str, Any]) -> None:
         try:
-            report_pipe.write(json.dumps(state).encode() + b"\n")
+            report_pipe.write(json.dumps(reported).encode() + b"\n")
         except BrokenPipeError:
             pass  # the parent is gone or no longer listening: the outbox, not the report, is what counts
+
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin.buffer)
@@ -215,10 +216,9 @@ async def _child_main(service: str) -> None:
     async def tell() -> None:
         last: dict[str, Any] = {}
         while True:
-            state = {"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog}
-            if state != last:
-                report(state)
-                last = state
+            if (now := state()) != last:
+                report(now)
+                last = now
             await asyncio.sleep(REPORT_SECONDS)
 
     listener, teller = asyncio.create_task(listen()), asyncio.create_task(tell())
@@ -230,7 +230,7 @@ async def _child_main(service: str) -> None:
         await relay.stop()
         await engine.dispose()
     # The last word: what this child published in full.
-    report({"kafka_ok": relay.kafka_ok, "published": dict(relay.published), "backlog": relay.last_backlog})
+    report(state())
 
 
 def main() -> None:
