@@ -71,11 +71,17 @@ async def _read_all(bootstrap: str, group_id: str | None, partition_count: int) 
 
 
 async def _committed(bootstrap: str, partition_count: int) -> dict[int, int | None]:
-    # The consumer's coordinator retries while __consumer_offsets is still loading after a restart;
-    # the admin client's offset listing does not, and would read "no offset" during that window.
+    # Joins the group before asking, as the services' consumers do. While __consumer_offsets is still
+    # loading after a restart, an offset fetch outside the group is answered with a group-level
+    # "loading" error that aiokafka reads as "no offset" (it checks only per-partition errors);
+    # joining waits the loading out, since the coordinator refuses the join until then.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
     await consumer.start()
     try:
+        consumer.subscribe([UNITS_TOPIC])
+        async with asyncio.timeout(60):
+            while len(consumer.assignment()) < partition_count:
+                await consumer.getmany(timeout_ms=200)
         return {p: await consumer.committed(TopicPartition(UNITS_TOPIC, p)) for p in range(partition_count)}
     finally:
         await consumer.stop()
