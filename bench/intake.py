@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import sqlalchemy as sa
 
 from bench.common import ROOT, BenchContext, UvicornProcess, ratio_row
@@ -92,20 +93,25 @@ def rating(code: str, index: int) -> dict[str, Any]:
 
 
 async def post_batches(url: str, token: str, batches: list[list[dict[str, Any]]], clients: int = 2) -> tuple[float, int]:
-    """Seconds to post every batch with `clients` concurrent posters, and the items answered without error."""
-    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    """Seconds to post every batch with `clients` concurrent posters, and the items answered without error.
+
+    The bodies are serialised before the clock starts and the answers read with orjson: the clients share the
+    machine's two cores with the server, and the standard library's JSON (httpx's `json=`) cost them ~5 ms of
+    CPU a batch that a portal's own machine would spend, not intake's."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
     for batch in batches:
-        queue.put_nowait(batch)
+        queue.put_nowait(orjson.dumps({"items": batch}))
     ok = 0
 
     async def poster() -> None:
         nonlocal ok
-        async with httpx.AsyncClient(base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as client:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=url, timeout=120, headers=headers) as client:
             while not queue.empty():
-                batch = queue.get_nowait()
-                answer = await client.post("/v1/ratings/batch", json={"items": batch})
+                body = queue.get_nowait()
+                answer = await client.post("/v1/ratings/batch", content=body)
                 answer.raise_for_status()
-                ok += answer.json()["accepted"]
+                ok += orjson.loads(answer.content)["accepted"]
 
     started = time.perf_counter()
     await asyncio.gather(*(poster() for _ in range(clients)))
