@@ -59,6 +59,8 @@ class ServiceSpec:
     large_body_paths: dict[str, int] = field(default_factory=dict)  # … except paths ending so (batches, imports)
     # The outbox relay in a child process (shared/bus/relay_process.py) unless settings.outbox_relay_process is off.
     relay_in_child_process: bool = False
+    # On SQLite, statements run on the event loop's thread rather than aiosqlite's (shared/db.py OnLoopSqliteConnection).
+    sqlite_on_loop: bool = False
 
 
 @dataclass
@@ -190,7 +192,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None) -> FastAPI:
         if not settings.dev_mode:
             settings.require_secrets(*spec.required_secrets)
         database_url = settings.database_url_for(spec.name)
-        engine = await prepare_database(database_url, spec.name)
+        engine = await prepare_database(database_url, spec.name, sqlite_on_loop=spec.sqlite_on_loop)
         batch_size, poll_seconds = settings.outbox_batch_size, settings.outbox_poll_seconds
         relay: OutboxRelay | ProcessRelay
         if spec.relay_in_child_process and settings.outbox_relay_process:

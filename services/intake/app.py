@@ -112,6 +112,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.intake_max_body_bytes,
         large_body_paths={"/batch": settings.intake_max_batch_body_bytes, "/imports/paper": settings.intake_max_batch_body_bytes},
         relay_in_child_process=True,  # publishing beside the requests, not between them (bench/notes/intake.md)
+        sqlite_on_loop=True,  # no thread hand-over per statement and per row (bench/notes/intake.md)
     )
     return create_app(spec, settings)
 
