@@ -101,11 +101,13 @@ class OnLoopSqliteConnection(aiosqlite.Connection):
     and its commit, and could not go on while the loop sat in SQLite's busy wait; so a statement issued then
     goes through aiosqlite's thread as usual and the loop stays free."""
 
-    _open: weakref.WeakSet[OnLoopSqliteConnection] = weakref.WeakSet()
+    # The open connections of the process, weakly: a plain set copied whole (one C call under the GIL) before it is
+    # read, since the loops of several threads (a test client's and the test's own) may open connections at once.
+    _open: set[weakref.ref[OnLoopSqliteConnection]] = set()
 
     async def _connect(self) -> OnLoopSqliteConnection:
         connection = await super()._connect()
-        OnLoopSqliteConnection._open.add(self)
+        OnLoopSqliteConnection._open.add(weakref.ref(self, OnLoopSqliteConnection._open.discard))
         return connection
 
     async def _execute(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -124,7 +126,11 @@ class OnLoopSqliteConnection(aiosqlite.Connection):
 
     def _another_holds_write_lock(self) -> bool:
         # in_transaction: the sqlite3 module has begun a transaction, which it does only before a write.
-        return any(other is not self and other._connection is not None and other._connection.in_transaction for other in self._open)
+        for reference in tuple(OnLoopSqliteConnection._open):
+            other = reference()
+            if other is not None and other is not self and other._connection is not None and other._connection.in_transaction:
+                return True
+        return False
 
 
 def _on_loop_sqlite_creator(path: str, timeout: float) -> Callable[[], Any]:
