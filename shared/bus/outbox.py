@@ -212,7 +212,7 @@ class OutboxRelay:
                 await self._drop_producer()
                 delay = min(10.0, 0.25 * 2**failures) * (0.5 + random.random() / 2)
                 log.warning("outbox relay failed; will retry", error=repr(exc), retry_in=round(delay, 2))
-                await self._sleep(delay)
+                await self._back_off(delay)
 
     def request_stop(self) -> None:
         """End `run` after the round in hand (its records published and deleted), without interrupting it."""
@@ -331,6 +331,14 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         await wait_event(self._wakeup, seconds)
         self._wakeup.clear()
+
+    async def _back_off(self, seconds: float) -> None:
+        """A failure's pause in full: new rows do not cut it short (with Kafka away and kiosks posting, every group
+        commit's wake retried the broker, up to 20 times a second); only a stop does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._stopping and (remaining := deadline - loop.time()) > 0:
+            await self._sleep(remaining)
 
     async def _prune_sent_rows(self) -> None:
         """Rows an earlier version marked sent instead of deleting them."""

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake import store
 from shared.bus import relay_process
-from shared.bus.outbox import add_many_to_outbox
+from shared.bus.outbox import OutboxRelay, add_many_to_outbox
 from shared.bus.relay_process import ProcessRelay
 from shared.db import prepare_database
 from shared.metrics import EVENTS_OUT
@@ -130,5 +130,33 @@ async def test_the_child_reports_kafka_unreachable(database: tuple[AsyncEngine, 
         assert await relay.backlog() == 3, "nothing is lost while Kafka is away"
     finally:
         await relay.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_new_rows_do_not_cut_a_failures_back_off_short(database: tuple[AsyncEngine, str]) -> None:
+    engine, _url = database
+    attempts = 0
+
+    class CountingRelay(OutboxRelay):
+        async def _ensure_producer(self) -> None:
+            nonlocal attempts
+            attempts += 1
+            await super()._ensure_producer()
+
+    relay = CountingRelay("intake", engine, store.bus, "127.0.0.1:1", batch_size=100, poll_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        await _write(engine, "nowhere.v1", 3)
+        for _ in range(150):  # 1.5 s of group commits, each waking the relay
+            relay.wake()
+            await asyncio.sleep(0.01)
+        # Back-offs of 0.25-0.5 s, then 0.5-1 s, ...: at most four attempts in 1.5 s (each wake retried before).
+        assert 1 <= attempts <= 4, attempts
+        assert relay.kafka_ok is False
+        await relay.stop()
+        await asyncio.wait_for(task, timeout=5)  # a stop does end the back-off
+        assert await relay.backlog() == 3
+    finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
