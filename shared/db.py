@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30  # how long a statement waits for another connection's write lock
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -52,11 +53,8 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def to_text(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError(f"naive datetime {value!r}: every time in Hài Lòng carries its offset")
-            return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+            moment = self.process_bind_param(value, dialect)  # naive UTC on SQLite
+            return None if moment is None else moment.isoformat(" ", "microseconds")
 
         return to_text
 
@@ -65,10 +63,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             return super().result_processor(dialect, coltype)
 
         def from_text(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-            return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+            return self.process_result_value(datetime.fromisoformat(value) if isinstance(value, str) else value, dialect)
 
         return from_text
 
@@ -120,8 +115,6 @@ class OnLoopSqliteConnection(aiosqlite.Connection):
     async def commit(self) -> None:
         # Through the thread: the commit's fsync (synchronous=FULL) waits on the disk with the GIL released, and
         # the loop goes on serving requests meanwhile.
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
         await super()._execute(self._conn.commit)
 
     def _another_holds_write_lock(self) -> bool:
@@ -133,37 +126,42 @@ class OnLoopSqliteConnection(aiosqlite.Connection):
         return False
 
 
-def _on_loop_sqlite_creator(path: str, timeout: float) -> Callable[[], Any]:
+def _on_loop_sqlite_creator(path: str) -> Callable[[], Any]:
     async def connect() -> OnLoopSqliteConnection:
-        connection = OnLoopSqliteConnection(partial(sqlite3.connect, path, timeout=timeout, check_same_thread=False), 64)
+        connector = partial(sqlite3.connect, path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+        connection = OnLoopSqliteConnection(connector, 64)
         connection._thread.daemon = True  # as SQLAlchemy sets it for aiosqlite's own connections
         return await connection
 
     return connect
 
 
-def create_engine_for(url: str, schema: str, *, sqlite_on_loop: bool = False) -> AsyncEngine:
+def create_engine_for(url: str, schema: str, *, sqlite_on_loop: bool = False, sqlite_fsync_each_commit: bool = True) -> AsyncEngine:
     """An engine whose connections see `schema` first, so each service's tables stay its own.
 
-    `sqlite_on_loop`: SQLite statements run on the event loop's thread (OnLoopSqliteConnection)."""
+    SQLite only: `sqlite_on_loop` runs statements on the event loop's thread (OnLoopSqliteConnection);
+    `sqlite_fsync_each_commit=False` commits without an fsync (synchronous=NORMAL), for writers whose commits a
+    power cut may take back."""
     if is_sqlite(url):
         path = make_url(url).database
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"connect_args": {"timeout": 30}}
+        options: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
         if sqlite_on_loop and path and path != ":memory:":
-            options = {"async_creator": _on_loop_sqlite_creator(path, timeout=30)}
+            options = {"async_creator": _on_loop_sqlite_creator(path)}
+        synchronous = "FULL" if sqlite_fsync_each_commit else "NORMAL"
         engine = create_async_engine(url, json_serializer=json_text, json_deserializer=orjson.loads, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             # WAL lets the API read while the consumer writes; busy_timeout waits instead of failing. FULL: a commit
             # is on disk before it returns, so a power cut cannot take back a rating answered 202 (one fsync per
-            # group commit, ~0.25 ms here). Scoring, which re-derives its tables from the topics, relaxes it.
+            # group commit, ~0.25 ms here). NORMAL where the caller asks (intake's relay process, which only deletes
+            # what it published); scoring, which re-derives its tables from the topics, relaxes it on its own.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages (default 2 MiB): big tables stay in memory
             cursor.close()

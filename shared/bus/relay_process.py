@@ -185,23 +185,13 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 async def _child_main(service: str) -> None:
-    from sqlalchemy import event
-
     from shared.db import create_engine_for
 
     tables: BusTables = importlib.import_module(f"services.{service}.store").bus
-    engine = create_engine_for(os.environ[ENV_DATABASE_URL], service)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _commit_without_fsync(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            # The relay only deletes rows it has published: a power cut that takes a delete back re-sends those
-            # events, which consumers absorb. Without an fsync a commit it holds SQLite's write lock, which
-            # intake's statements wait for on its event loop, a shorter time.
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+    # The child only deletes rows it has published: a power cut that takes a delete back re-sends those events,
+    # which consumers absorb. Without an fsync a commit it holds SQLite's write lock, which intake's statements
+    # wait for on its event loop, a shorter time.
+    engine = create_engine_for(os.environ[ENV_DATABASE_URL], service, sqlite_fsync_each_commit=False)
     relay = OutboxRelay(
         service, engine, tables, os.environ[ENV_BOOTSTRAP],
         batch_size=int(os.environ[ENV_BATCH_SIZE]), poll_seconds=float(os.environ[ENV_POLL_SECONDS]),

@@ -36,3 +36,12 @@ async def test_scoring_relaxes_it_for_its_own_database(tmp_path: Path) -> None:
         assert await _synchronous(engine) == NORMAL
     finally:
         await engine.dispose()
+
+
+async def test_the_relay_process_commits_its_deletes_without_an_fsync(tmp_path: Path) -> None:
+    # shared/bus/relay_process.py opens intake's database so: it only deletes rows it has published.
+    engine = create_engine_for(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", "intake", sqlite_fsync_each_commit=False)
+    try:
+        assert await _synchronous(engine) == NORMAL
+    finally:
+        await engine.dispose()
